@@ -1,0 +1,1 @@
+//! pollwall's benchmark support: fixtures and helpers shared by the benches in `benches/`.

@@ -1,0 +1,181 @@
+//! The checks the kernel applies when a table is replaced (`translate_table` and the
+//! extensions' `checkentry`): loops reachable from a built-in chain, hook and table restrictions
+//! of matches and targets, protocol requirements. A table that fails is refused whole.
+
+use super::targets::RejectWith;
+use super::{Hook, HookMask, Match, Rule, Table, TableKind, Target};
+use std::fmt;
+
+/// Longest user chain name iptables accepts (`XT_EXTENSION_MAXNAMELEN` - 1 - 1).
+pub const MAX_CHAIN_NAME_LEN: usize = 28;
+
+/// Why the kernel would refuse a table, with the errno it would return.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckError {
+    /// ELOOP: a chain is reachable from itself through jumps starting at a built-in chain.
+    Loop { chain: String },
+    /// EINVAL, with the text the kernel writes to its log.
+    Invalid { detail: String },
+    /// ENOENT: a jump to a chain that does not exist.
+    NoChain { chain: String },
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckError::Loop { chain } => write!(f, "loop through chain {chain}"),
+            CheckError::Invalid { detail } => f.write_str(detail),
+            CheckError::NoChain { chain } => write!(f, "no chain {chain}"),
+        }
+    }
+}
+
+impl std::error::Error for CheckError {}
+
+/// For every chain of `table` (by index), the built-in hooks it is reachable from.
+pub fn reachable_hooks(table: &Table) -> Result<Vec<HookMask>, CheckError> {
+    let n = table.chains.len();
+    let mut masks = vec![HookMask::NONE; n];
+    for (i, chain) in table.chains.iter().enumerate() {
+        if let Some(hook) = chain.hook {
+            let mut on_stack = vec![false; n];
+            visit(table, i, hook, &mut masks, &mut on_stack)?;
+        }
+    }
+    Ok(masks)
+}
+
+fn visit(
+    table: &Table,
+    idx: usize,
+    hook: Hook,
+    masks: &mut [HookMask],
+    on_stack: &mut [bool],
+) -> Result<(), CheckError> {
+    if on_stack[idx] {
+        return Err(CheckError::Loop {
+            chain: table.chains[idx].name.clone(),
+        });
+    }
+    if masks[idx].contains(hook) {
+        return Ok(());
+    }
+    masks[idx] = masks[idx].union(hook.bit());
+    on_stack[idx] = true;
+    for rule in &table.chains[idx].rules {
+        if let Some(target) = rule.target.chain_ref() {
+            let next = table
+                .chain_index(target)
+                .ok_or_else(|| CheckError::NoChain {
+                    chain: target.to_string(),
+                })?;
+            visit(table, next, hook, masks, on_stack)?;
+        }
+    }
+    on_stack[idx] = false;
+    Ok(())
+}
+
+/// Checks a whole table as the kernel does on replace.
+pub fn check_table(table: &Table) -> Result<(), CheckError> {
+    for rule in table.rules() {
+        if let Some(c) = rule.target.chain_ref() {
+            if table.chain(c).is_none() {
+                return Err(CheckError::NoChain {
+                    chain: c.to_string(),
+                });
+            }
+        }
+    }
+    let masks = reachable_hooks(table)?;
+    for (chain, &mask) in table.chains.iter().zip(&masks) {
+        for rule in &chain.rules {
+            check_rule(table.kind, mask, rule)?;
+        }
+    }
+    Ok(())
+}
+
+fn hook_names(mask: HookMask) -> String {
+    Hook::ALL
+        .iter()
+        .filter(|h| mask.contains(**h))
+        .map(|h| h.name())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Checks one rule that is reachable from the hooks in `mask` of `table`.
+pub fn check_rule(table: TableKind, mask: HookMask, rule: &Rule) -> Result<(), CheckError> {
+    let proto = rule.required_proto();
+    for m in &rule.matches {
+        if let Some(p) = m.required_proto() {
+            if proto != p {
+                return Err(CheckError::Invalid {
+                    detail: format!("{} match: only valid for protocol {}", m.name(), p),
+                });
+            }
+        }
+        if let Some(allowed) = m.allowed_hooks() {
+            if !mask.within(allowed) {
+                return Err(CheckError::Invalid {
+                    detail: format!(
+                        "{} match: used from hooks {}, but only valid from {}",
+                        m.name(),
+                        hook_names(mask),
+                        hook_names(allowed)
+                    ),
+                });
+            }
+        }
+        if let Match::Limit(l) = m {
+            if l.avg == 0 || l.burst == 0 {
+                return Err(CheckError::Invalid {
+                    detail: "limit match: rate or burst is zero".into(),
+                });
+            }
+        }
+    }
+    let (only_table, hooks) = rule.target.restriction();
+    if let Some(t) = only_table {
+        if t != table {
+            return Err(CheckError::Invalid {
+                detail: format!(
+                    "{} target: only valid in {} table, not {}",
+                    rule.target.name(),
+                    t,
+                    table
+                ),
+            });
+        }
+    }
+    if let Some(allowed) = hooks {
+        if !mask.within(allowed) {
+            return Err(CheckError::Invalid {
+                detail: format!(
+                    "{} target: used from hooks {}, but only usable from {}",
+                    rule.target.name(),
+                    hook_names(mask),
+                    hook_names(allowed)
+                ),
+            });
+        }
+    }
+    match &rule.target {
+        Target::Reject(RejectWith::TcpReset) if proto != 6 => Err(CheckError::Invalid {
+            detail: "REJECT target: TCP_RESET invalid for non-tcp".into(),
+        }),
+        Target::Reject(RejectWith::EchoReply) => Err(CheckError::Invalid {
+            detail: "REJECT target: ECHOREPLY no longer supported.".into(),
+        }),
+        Target::Redirect(r) | Target::Masquerade(r) | Target::Snat(r) | Target::Dnat(r)
+            if r.flags & super::targets::nat_flags::PROTO_SPECIFIED != 0
+                && !matches!(proto, 6 | 17 | 33 | 132 | 136) =>
+        {
+            Err(CheckError::Invalid {
+                detail: format!("{}: ports need a protocol", rule.target.name()),
+            })
+        }
+        _ => Ok(()),
+    }
+}

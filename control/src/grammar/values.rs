@@ -1,0 +1,209 @@
+//! Value parsers shared by the base options and the extensions (numbers, ports, addresses,
+//! interfaces, protocols), with iptables' error messages.
+
+use crate::error::{CmdError, CmdResult};
+use crate::names;
+use classifier::{IfaceMatch, Ipv4Net, PortRange};
+use std::net::Ipv4Addr;
+
+/// `xtables_strtoul`-style unsigned parse: decimal, `0x` hex or leading-0 octal, within [min, max].
+pub fn parse_uint(s: &str, min: u64, max: u64) -> Option<u64> {
+    let s = s.trim_start();
+    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).ok()?
+    } else if s.len() > 1 && s.starts_with('0') {
+        u64::from_str_radix(&s[1..], 8).ok()?
+    } else {
+        if s.starts_with('+') || s.starts_with('-') {
+            return None;
+        }
+        s.parse::<u64>().ok()?
+    };
+    (min..=max).contains(&v).then_some(v)
+}
+
+/// A port number or a service name for `proto` (None: any protocol).
+pub fn port_or_service(s: &str, proto: Option<&str>) -> Option<u16> {
+    if let Some(v) = parse_uint(s, 0, 65535) {
+        return Some(v as u16);
+    }
+    if s.is_empty() || s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    names::service_port(s, proto)
+}
+
+/// `xtables_parse_port` with its message.
+pub fn parse_port(s: &str, proto: Option<&str>) -> CmdResult<u16> {
+    port_or_service(s, proto)
+        .ok_or_else(|| CmdError::param(format!("invalid port/service `{s}' specified")))
+}
+
+/// `a`, `a:b`, `a:`, `:b` (tcp/udp/conntrack style ranges).
+pub fn parse_port_range(s: &str, proto: Option<&str>) -> CmdResult<PortRange> {
+    match s.split_once(':') {
+        None => Ok(PortRange::single(parse_port(s, proto)?)),
+        Some((a, b)) => {
+            let lo = if a.is_empty() {
+                0
+            } else {
+                parse_port(a, proto)?
+            };
+            let hi = if b.is_empty() {
+                65535
+            } else {
+                parse_port(b, proto)?
+            };
+            if lo > hi {
+                return Err(CmdError::param("invalid portrange (min > max)"));
+            }
+            Ok(PortRange { lo, hi })
+        }
+    }
+}
+
+/// A dotted-quad IPv4 address (also `localhost` and other /etc/hosts names).
+pub fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+    if let Ok(a) = s.parse::<Ipv4Addr>() {
+        return Some(a);
+    }
+    // inet_aton accepts fewer than four parts ("10.1" = 10.0.0.1); iptables goes through it.
+    let parts: Vec<&str> = s.split('.').collect();
+    if !parts.is_empty() && parts.len() < 4 && parts.iter().all(|p| !p.is_empty()) {
+        let nums: Option<Vec<u64>> = parts
+            .iter()
+            .map(|p| parse_uint(p, 0, u64::from(u32::MAX)))
+            .collect();
+        let nums = nums?;
+        let last_bits = 8 * (5 - nums.len() as u32);
+        let mut v: u64 = 0;
+        for (i, n) in nums.iter().enumerate() {
+            if i + 1 < nums.len() {
+                if *n > 255 {
+                    return None;
+                }
+                v |= n << (24 - 8 * i as u32);
+            } else {
+                if last_bits < 32 && *n >= (1u64 << (last_bits - 8)) && nums.len() > 1 {
+                    return None;
+                }
+                v |= n;
+            }
+        }
+        return u32::try_from(v).ok().map(Ipv4Addr::from);
+    }
+    host_lookup(s)
+}
+
+fn host_lookup(name: &str) -> Option<Ipv4Addr> {
+    let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
+    hosts.lines().find_map(|l| {
+        let mut w = l.split('#').next()?.split_whitespace();
+        let addr = w.next()?.parse::<Ipv4Addr>().ok()?;
+        w.any(|n| n == name).then_some(addr)
+    })
+}
+
+/// One `addr[/mask]` of `-s`/`-d` (mask: prefix length or dotted netmask).
+pub fn parse_net(s: &str) -> CmdResult<Ipv4Net> {
+    let (a, m) = match s.split_once('/') {
+        Some((a, m)) => (a, Some(m)),
+        None => (s, None),
+    };
+    let mask = match m {
+        None => Ipv4Addr::BROADCAST,
+        Some(m) if m.contains('.') => m
+            .parse::<Ipv4Addr>()
+            .map_err(|_| CmdError::param(format!("host/network `{m}' not found")))?,
+        Some(m) => match parse_uint(m, 0, 32) {
+            Some(len) => classifier::prefix_mask(len as u8),
+            None => return Err(CmdError::param(format!("invalid mask `{m}' specified"))),
+        },
+    };
+    let addr =
+        parse_ipv4(a).ok_or_else(|| CmdError::param(format!("host/network `{a}' not found")))?;
+    Ok(Ipv4Net::new(addr, mask))
+}
+
+/// `-s a,b,c`: the comma list, each entry parsed; duplicates removed as iptables does.
+pub fn parse_net_list(s: &str) -> CmdResult<Vec<Ipv4Net>> {
+    let mut out: Vec<Ipv4Net> = Vec::new();
+    for part in s.split(',') {
+        let n = parse_net(part)?;
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// `-i`/`-o` names, with the trailing `+` wildcard.
+pub fn parse_iface(s: &str) -> CmdResult<IfaceMatch> {
+    if s.len() > IfaceMatch::MAX_LEN {
+        return Err(CmdError::param(format!(
+            "interface name `{s}' must be shorter than IFNAMSIZ ({})",
+            IfaceMatch::MAX_LEN
+        )));
+    }
+    match s.strip_suffix('+') {
+        Some(stem) => Ok(IfaceMatch {
+            name: stem.to_string(),
+            wildcard: true,
+        }),
+        None => Ok(IfaceMatch {
+            name: s.to_string(),
+            wildcard: false,
+        }),
+    }
+}
+
+/// `-p`: name (case-insensitive), number, or `all`.
+pub fn parse_protocol(s: &str) -> CmdResult<u8> {
+    let lower = s.to_ascii_lowercase();
+    if let Some(v) = parse_uint(&lower, 0, 255) {
+        return Ok(v as u8);
+    }
+    if let Some(p) = names::builtin_protocol(&lower) {
+        return Ok(p);
+    }
+    names::protocol_number(&lower)
+        .ok_or_else(|| CmdError::param(format!("unknown protocol \"{s}\" specified")))
+}
+
+/// A MAC address `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.is_empty() || p.len() > 2 {
+            return None;
+        }
+        mac[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(mac)
+}
+
+/// `value[/mask]` as the mark match and MARK target read it.
+pub fn parse_mark_mask(s: &str) -> Option<(u32, Option<u32>)> {
+    let (v, m) = match s.split_once('/') {
+        Some((v, m)) => (v, Some(m)),
+        None => (s, None),
+    };
+    let v = parse_uint(v, 0, u64::from(u32::MAX))? as u32;
+    let m = match m {
+        Some(m) => Some(parse_uint(m, 0, u64::from(u32::MAX))? as u32),
+        None => None,
+    };
+    Some((v, m))
+}
+
+/// The dotted form of an address/mask as `-S` prints it: `/len` when contiguous.
+pub fn net_to_string(n: &Ipv4Net) -> String {
+    match n.prefix_len() {
+        Some(len) => format!("{}/{}", n.addr, len),
+        None => format!("{}/{}", n.addr, n.mask),
+    }
+}

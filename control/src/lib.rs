@@ -1,0 +1,13 @@
+//! pollwall's control side: the iptables command line (grammar, commands, save/restore), the
+//! store that holds the ruleset between commands, and (later) the daemon.
+//!
+//! The `pollwall` binary is a thin wrapper over [`cli::main`].
+
+pub mod cli;
+pub mod error;
+pub mod exec;
+pub mod grammar;
+pub mod help;
+pub mod names;
+pub mod restore;
+pub mod store;
