@@ -228,7 +228,7 @@ fn run_restore(
     let mut i = 0;
     while i < args.len() {
         let a = args[i].clone();
-        let long = |name: &str| a.len() > 2 && name.starts_with(&a[2..]) && a.starts_with("--");
+        let long = |name: &str| a.len() > 2 && a.starts_with("--") && name[2..].starts_with(&a[2..]);
         if a == "-c" || long("--counters") {
             opts.counters = true;
         } else if a == "-n" || long("--noflush") {

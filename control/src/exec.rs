@@ -26,6 +26,7 @@ pub fn check_error(e: &CheckError) -> CmdError {
             CmdError::iptc("Invalid argument. Run `dmesg' for more information")
         }
         CheckError::NoChain { .. } => CmdError::iptc(NO_CHAIN),
+        CheckError::Range { .. } => CmdError::iptc("Numerical result out of range"),
     }
 }
 
@@ -65,6 +66,19 @@ fn verbose_echo(rule: &Rule) -> String {
 /// Runs `cmd` against `rs`. On error `rs` may be partly changed: callers pass a copy.
 pub fn execute(cmd: &Command, rs: &mut Ruleset) -> CmdResult<Outcome> {
     let mut out = Outcome::default();
+    match execute_into(cmd, rs, &mut out) {
+        Ok(()) => Ok(out),
+        Err(mut e) => {
+            // What the command printed before failing (-v echoes, -X -v) still shows.
+            if e.stdout.is_empty() {
+                e.stdout = out.stdout;
+            }
+            Err(e)
+        }
+    }
+}
+
+fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult<()> {
     let chain_name = cmd.chain.clone().unwrap_or_default();
     let fmt = ListFormat {
         numeric: cmd.numeric,
@@ -76,6 +90,21 @@ pub fn execute(cmd: &Command, rs: &mut Ruleset) -> CmdResult<Outcome> {
     if rs.table(cmd.table).is_none() {
         rs.ensure_table(cmd.table);
         out.modified = true;
+    }
+    // do_command4: a -j/-g name that is neither an extension nor a chain of the table.
+    if let Some(rule) = cmd.rules.first() {
+        let table = rs.ensure_table(cmd.table);
+        match &rule.target {
+            Target::Jump(c) if table.chain(c).is_none() => {
+                return Err(CmdError::param(format!(
+                    "Couldn't load target `{c}':No such file or directory\n"
+                )))
+            }
+            Target::Goto(c) if table.chain(c).is_none() => {
+                return Err(CmdError::param(format!("goto '{c}' is not a chain")))
+            }
+            _ => {}
+        }
     }
     match &cmd.op {
         Op::Append | Op::Insert(_) => {
@@ -272,7 +301,7 @@ pub fn execute(cmd: &Command, rs: &mut Ruleset) -> CmdResult<Outcome> {
             out.modified = true;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn delete_chain(table: &mut Table, name: &str) -> CmdResult<()> {

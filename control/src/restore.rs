@@ -16,6 +16,9 @@ pub struct RestoreOptions {
     pub verbose: bool,
     /// `-T NAME`: restore only this table.
     pub table: Option<String>,
+    /// Loading pollwall's own rules file: accept chain names that `-E` allows but
+    /// `iptables-restore` refuses (29 characters).
+    pub from_store: bool,
 }
 
 /// Splits a rule line into arguments as iptables-restore does: whitespace separates, double
@@ -187,7 +190,7 @@ pub fn restore(input: &str, opts: &RestoreOptions, rs: &mut Ruleset) -> CmdResul
             text = &text[end + 1..];
         }
         let args = split_args(text);
-        let cmd = parse_command(&args, ParseMode::Restore).map_err(|e| line_error(&e, n))?;
+        let cmd = parse_command(&args, if opts.from_store { ParseMode::Store } else { ParseMode::Restore }).map_err(|e| line_error(&e, n))?;
         let mut cmd = cmd;
         cmd.table = o.kind;
         if let Some(c) = prefix_counters {
@@ -227,7 +230,7 @@ pub fn restore(input: &str, opts: &RestoreOptions, rs: &mut Ruleset) -> CmdResul
 fn chain_line(decl: &str, n: usize, opts: &RestoreOptions, table: &mut Table) -> CmdResult<()> {
     let mut words = decl.split_whitespace();
     let name = words.next().unwrap_or("");
-    if name.len() > MAX_CHAIN_NAME_LEN {
+    if name.len() > MAX_CHAIN_NAME_LEN + usize::from(opts.from_store) {
         return Err(param_at(
             format!("Invalid chain name `{name}' ({MAX_CHAIN_NAME_LEN} chars max)"),
             n,

@@ -18,6 +18,8 @@ pub enum CheckError {
     Invalid { detail: String },
     /// ENOENT: a jump to a chain that does not exist.
     NoChain { chain: String },
+    /// ERANGE: a value the extension cannot represent (a limit whose burst overflows).
+    Range { detail: String },
 }
 
 impl fmt::Display for CheckError {
@@ -26,6 +28,7 @@ impl fmt::Display for CheckError {
             CheckError::Loop { chain } => write!(f, "loop through chain {chain}"),
             CheckError::Invalid { detail } => f.write_str(detail),
             CheckError::NoChain { chain } => write!(f, "no chain {chain}"),
+            CheckError::Range { detail } => f.write_str(detail),
         }
     }
 }
@@ -129,9 +132,9 @@ pub fn check_rule(table: TableKind, mask: HookMask, rule: &Rule) -> Result<(), C
             }
         }
         if let Match::Limit(l) = m {
-            if l.avg == 0 || l.burst == 0 {
-                return Err(CheckError::Invalid {
-                    detail: "limit match: rate or burst is zero".into(),
+            if l.burst == 0 || user2credits(l.avg.wrapping_mul(l.burst)) < user2credits(l.avg) {
+                return Err(CheckError::Range {
+                    detail: format!("Overflow, try lower: {}/{}", l.avg, l.burst),
                 });
             }
         }
@@ -177,5 +180,27 @@ pub fn check_rule(table: TableKind, mask: HookMask, rule: &Rule) -> Result<(), C
             })
         }
         _ => Ok(()),
+    }
+}
+
+/// The kernel's `HZ` on the distributions pollwall targets; the limit arithmetic depends on it.
+pub const HZ: u32 = 250;
+/// `CREDITS_PER_JIFFY` of `xt_limit`: the largest power of two below `0xFFFFFFFF / (HZ*86400)`.
+pub const CREDITS_PER_JIFFY: u32 = {
+    let max = u32::MAX / (HZ * 60 * 60 * 24);
+    let mut p = 1u32;
+    while p * 2 <= max {
+        p *= 2;
+    }
+    p
+};
+
+/// `xt_limit`'s `user2credits`: a user interval (1/10000 s) in credits, dividing first when the
+/// product would overflow.
+pub fn user2credits(user: u32) -> u32 {
+    if user > u32::MAX / (HZ * CREDITS_PER_JIFFY) {
+        (user / 10000) * HZ * CREDITS_PER_JIFFY
+    } else {
+        user * HZ * CREDITS_PER_JIFFY / 10000
     }
 }

@@ -32,7 +32,7 @@ pub fn print_num(out: &mut String, n: u64, f: &ListFormat, notable: bool) {
         }
         return;
     }
-    let mut v = (n + 500) / 1000;
+    let mut v = n.wrapping_add(500) / 1000;
     let mut unit = 'K';
     for next in ['M', 'G', 'T'] {
         if v <= 9999 {
@@ -98,11 +98,7 @@ fn addr_text(n: &Option<classifier::Inv<Ipv4Net>>, f: &ListFormat) -> String {
     } else {
         s.push_str(&net.addr.to_string());
         match net.prefix_len() {
-            Some(32) => {
-                if f.numeric {
-                    s.push_str("/32");
-                }
-            }
+            Some(32) => {}
             Some(len) => s.push_str(&format!("/{len}")),
             None => s.push_str(&format!("/{}", net.mask)),
         }
@@ -134,8 +130,8 @@ pub fn rule_line(rule: &Rule, num: usize, f: &ListFormat) -> String {
         .map_or((0, false), |p| (p.value, p.invert));
     out.push(if pinv { '!' } else { ' ' });
     match names::protocol_name(proto) {
-        Some(n) => out.push_str(&format!("{n:<5}")),
-        None => out.push_str(&format!("{proto:<5}")),
+        Some(n) => out.push_str(&format!("{n:<4} ")),
+        None => out.push_str(&format!("{proto:<4} ")),
     }
     let frag = match rule.frag {
         Some(FragMatch::NonFirst) => "-f",
@@ -147,8 +143,8 @@ pub fn rule_line(rule: &Rule, num: usize, f: &ListFormat) -> String {
         out.push_str(&format!(" {:<6} ", iface_text(&rule.in_iface, f)));
         out.push_str(&format!("{:<6} ", iface_text(&rule.out_iface, f)));
     }
-    out.push_str(&format!("{:<19} ", addr_text(&rule.src, f)));
-    out.push_str(&format!("{:<19} ", addr_text(&rule.dst, f)));
+    out.push_str(&format!(" {:<19} ", addr_text(&rule.src, f)));
+    out.push_str(&format!(" {:<19} ", addr_text(&rule.dst, f)));
     if matches!(rule.target, Target::Goto(_)) {
         out.push_str("[goto] ");
     }

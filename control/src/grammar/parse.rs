@@ -52,6 +52,9 @@ pub struct Command {
 pub enum ParseMode {
     Command,
     Restore,
+    /// Loading pollwall's rules file: as Restore, but accepts the 29-character chain names
+    /// that `-E` can create.
+    Store,
 }
 
 // Command bits, in the order of iptables' `commands_v_options` rows.
@@ -469,6 +472,9 @@ pub fn parse_command(args: &[String], mode: ParseMode) -> CmdResult<Command> {
         }
         return Err(bad_argument(&tok));
     }
+    if st.invert {
+        return Err(CmdError::param("nothing appropriate following !"));
+    }
     finish(st)
 }
 
@@ -566,7 +572,7 @@ fn dispatch(st: &mut State, owner: Owner, arg: Option<String>, tok: &str) -> Cmd
 }
 
 fn base_option(st: &mut State, c: char, arg: Option<String>, tok: &str) -> CmdResult<()> {
-    let restore = st.mode == ParseMode::Restore;
+    let restore = st.mode != ParseMode::Command;
     let req = |a: &Option<String>| a.clone().unwrap_or_default();
     match c {
         'A' => {
@@ -627,16 +633,19 @@ fn base_option(st: &mut State, c: char, arg: Option<String>, tok: &str) -> CmdRe
             let name = req(&arg);
             st.add_command(CMD_NEW_CHAIN, 0)?;
             if name.starts_with('-') {
-                return Err(CmdError::param(
-                    "chain name not allowed to start with `-'\n",
-                ));
+                return Err(CmdError::param("chain name not allowed to start with `-'"));
             }
-            if ext::find_target(&name).is_some()
+            if name.starts_with('!') {
+                return Err(CmdError::param("chain name not allowed to start with `!'"));
+            }
+            if name.is_empty()
+                || ext::find_target(&name).is_some()
                 || matches!(name.as_str(), "ACCEPT" | "DROP" | "QUEUE" | "RETURN")
             {
-                return Err(CmdError::param(format!(
-                    "chain name may not clash with target name\n"
-                )));
+                return Err(CmdError::param("chain name may not clash with target name"));
+            }
+            if name.len() <= classifier::MAX_CHAIN_NAME_LEN && !valid_name(&name) {
+                return Err(CmdError::param(format!("Invalid chain name `{name}'")));
             }
             st.chain = Some(name);
         }
@@ -666,7 +675,7 @@ fn base_option(st: &mut State, c: char, arg: Option<String>, tok: &str) -> CmdRe
         'V' => {
             return Err(CmdError::plain(
                 0,
-                format!("iptables {}", crate::error::VERSION),
+                format!("iptables {}\n", crate::error::VERSION),
             ));
         }
         'p' => {
@@ -696,6 +705,7 @@ fn base_option(st: &mut State, c: char, arg: Option<String>, tok: &str) -> CmdRe
                 }
                 st.goto = true;
             }
+            check_target_name(&name)?;
             st.jumpto = Some(name.clone());
             if c == 'j' {
                 if let Some(text) = ext::find_target(&name) {
@@ -807,6 +817,28 @@ fn base_option(st: &mut State, c: char, arg: Option<String>, tok: &str) -> CmdRe
     Ok(())
 }
 
+/// Names may not hold whitespace or quotes (they could not be saved and restored).
+fn valid_name(name: &str) -> bool {
+    !name.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"')
+}
+
+/// The checks iptables applies to a `-j`/`-g` name while parsing.
+fn check_target_name(name: &str) -> CmdResult<()> {
+    if name.is_empty() {
+        return Err(CmdError::param("Invalid target name (too short)"));
+    }
+    if name.len() > classifier::MAX_CHAIN_NAME_LEN {
+        return Err(CmdError::param(format!(
+            "Invalid target name `{name}' ({} chars max)",
+            classifier::MAX_CHAIN_NAME_LEN
+        )));
+    }
+    if !valid_name(name) {
+        return Err(CmdError::param(format!("Invalid target name `{name}'")));
+    }
+    Ok(())
+}
+
 fn parse_counter(s: &str) -> Option<u64> {
     // sscanf("%llu"): leading digits.
     let digits: String = s
@@ -854,7 +886,7 @@ fn finish(mut st: State) -> CmdResult<Command> {
     }
     generic_opt_check(st.command, st.options)?;
     if let Some(chain) = &st.chain {
-        if chain.len() > classifier::MAX_CHAIN_NAME_LEN {
+        if chain.len() > classifier::MAX_CHAIN_NAME_LEN + usize::from(st.mode == ParseMode::Store) {
             return Err(CmdError::param(format!(
                 "chain name `{chain}' too long (must be under 29 chars)"
             )));

@@ -114,7 +114,7 @@ pub fn parse_net(s: &str) -> CmdResult<Ipv4Net> {
         None => Ipv4Addr::BROADCAST,
         Some(m) if m.contains('.') => m
             .parse::<Ipv4Addr>()
-            .map_err(|_| CmdError::param(format!("host/network `{m}' not found")))?,
+            .map_err(|_| CmdError::param(format!("invalid mask `{m}' specified")))?,
         Some(m) => match parse_uint(m, 0, 32) {
             Some(len) => classifier::prefix_mask(len as u8),
             None => return Err(CmdError::param(format!("invalid mask `{m}' specified"))),
@@ -139,6 +139,9 @@ pub fn parse_net_list(s: &str) -> CmdResult<Vec<Ipv4Net>> {
 
 /// `-i`/`-o` names, with the trailing `+` wildcard.
 pub fn parse_iface(s: &str) -> CmdResult<IfaceMatch> {
+    if s.is_empty() {
+        return Err(CmdError::param("Empty interface is likely to be undesired"));
+    }
     if s.len() > IfaceMatch::MAX_LEN {
         return Err(CmdError::param(format!(
             "interface name `{s}' must be shorter than IFNAMSIZ ({})",

@@ -53,7 +53,7 @@ fn parse_state(
         unreachable!("state parser on a state match")
     };
     once("state", *seen, spec)?;
-    s.states = parse_states(arg, &ct_state::NAMES[..5], "ctstate")?;
+    s.states = parse_states(arg, &ct_state::NAMES[..5], "state")?;
     s.invert = inv;
     Ok(())
 }

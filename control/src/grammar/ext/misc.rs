@@ -22,7 +22,7 @@ pub static MAC: MatchExt = MatchExt {
         };
         once("mac", *seen, spec)?;
         mm.addr =
-            parse_mac(arg).ok_or_else(|| CmdError::param(format!("Bad mac address \"{arg}\"")))?;
+            parse_mac(arg).ok_or_else(|| CmdError::param("Invalid MAC address specified."))?;
         mm.invert = inv;
         Ok(())
     },
@@ -266,13 +266,8 @@ pub static COMMENT: MatchExt = MatchExt {
             unreachable!("comment parser on a comment match")
         };
         once("comment", *seen, spec)?;
-        if arg.len() > MAX_COMMENT {
-            return Err(CmdError::param(format!(
-                "comment: argument to option \"--comment\" is too long ({} > {MAX_COMMENT}).\n",
-                arg.len()
-            )));
-        }
-        *c = arg.to_string();
+        // The kernel structure holds 255 bytes: iptables silently cuts longer comments.
+        *c = truncate(arg, MAX_COMMENT);
         Ok(())
     },
     finish: |_, seen, _| {
@@ -470,4 +465,13 @@ pub fn list(m: &Match, numeric: bool, out: &mut String) {
         }
         _ => {}
     }
+}
+
+/// Cuts `s` to at most `max` bytes (on a character boundary), as iptables' fixed buffers do.
+pub fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }

@@ -6,7 +6,7 @@
 //! [`list_match`], [`save_target`] and [`list_target`].
 
 mod ct;
-mod misc;
+pub mod misc;
 mod nat;
 mod ports;
 mod targets;

@@ -224,6 +224,8 @@ fn parse_icmp(
     if let Some(idx) = found {
         let (_, t, lo, hi) = ICMP_CODES[idx];
         (i.icmp_type, i.code_min, i.code_max) = (t, lo, hi);
+    } else if !arg.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(CmdError::param(format!("Unknown ICMP type `{arg}'")));
     } else {
         let (t, c) = match arg.split_once('/') {
             Some((t, c)) => (t, Some(c)),

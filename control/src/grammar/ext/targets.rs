@@ -91,17 +91,14 @@ fn parse_log(
             }
         }
         1 => {
-            if arg.len() > LogTarget::MAX_PREFIX {
-                return Err(CmdError::param(format!(
-                    "LOG: argument to option \"--log-prefix\" is too long ({} > {}).\n",
-                    arg.len(),
-                    LogTarget::MAX_PREFIX
-                )));
+            if arg.is_empty() {
+                return Err(CmdError::param("Argument must have a minimum length of 1 characters\n"));
             }
             if arg.contains('\n') {
                 return Err(CmdError::param("Newlines not allowed in --log-prefix"));
             }
-            l.prefix = arg.to_string();
+            // The kernel structure holds 29 bytes: iptables silently cuts longer prefixes.
+            l.prefix = super::misc::truncate(arg, LogTarget::MAX_PREFIX);
         }
         2 => l.flags |= log_flags::TCPSEQ,
         3 => l.flags |= log_flags::TCPOPT,
