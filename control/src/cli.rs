@@ -76,7 +76,7 @@ pub fn run(
     store: Result<&dyn RulesetStore, CmdError>,
 ) -> RunOutput {
     let res = match tool {
-        "iptables" => run_iptables(args, store).map(|o| (o, String::new())),
+        "iptables" => run_iptables(args, store),
         "iptables-save" => run_save(args, store).map(|o| (o, String::new())),
         _ => run_restore(args, stdin, store),
     };
@@ -107,13 +107,19 @@ fn wait_of(w: Option<Option<u32>>) -> Wait {
     }
 }
 
-fn run_iptables(args: &[String], store: Result<&dyn RulesetStore, CmdError>) -> CmdResult<String> {
+fn run_iptables(
+    args: &[String],
+    store: Result<&dyn RulesetStore, CmdError>,
+) -> CmdResult<(String, String)> {
     let cmd = parse_command(args, ParseMode::Command)?;
     let store = store?;
-    store.transact(wait_of(cmd.wait), &mut |rs| {
-        let out = execute(&cmd, rs)?;
-        Ok((out.stdout, out.modified))
-    })
+    let out = store
+        .transact(wait_of(cmd.wait), &mut |rs| {
+            let out = execute(&cmd, rs)?;
+            Ok((out.stdout, out.modified))
+        })
+        .map_err(|e| e.with_notes(&cmd.notes))?;
+    Ok((out, cmd.notes.clone()))
 }
 
 /// `ctime`-style local time, as iptables-save prints it.
@@ -228,7 +234,8 @@ fn run_restore(
     let mut i = 0;
     while i < args.len() {
         let a = args[i].clone();
-        let long = |name: &str| a.len() > 2 && a.starts_with("--") && name[2..].starts_with(&a[2..]);
+        let long =
+            |name: &str| a.len() > 2 && a.starts_with("--") && name[2..].starts_with(&a[2..]);
         if a == "-c" || long("--counters") {
             opts.counters = true;
         } else if a == "-n" || long("--noflush") {

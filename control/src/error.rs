@@ -39,6 +39,8 @@ pub struct CmdError {
     pub msg: String,
     /// What the command printed to stdout before it failed (`-X -v` prints as it goes).
     pub stdout: String,
+    /// Warnings printed on stderr before the message.
+    pub notes: String,
 }
 
 impl CmdError {
@@ -48,6 +50,7 @@ impl CmdError {
             shape: ErrorShape::Parameter,
             msg: msg.into(),
             stdout: String::new(),
+            notes: String::new(),
         }
     }
     pub fn other(msg: impl Into<String>) -> CmdError {
@@ -56,6 +59,7 @@ impl CmdError {
             shape: ErrorShape::Banner,
             msg: msg.into(),
             stdout: String::new(),
+            notes: String::new(),
         }
     }
     pub fn version(msg: impl Into<String>) -> CmdError {
@@ -64,6 +68,7 @@ impl CmdError {
             shape: ErrorShape::Version,
             msg: msg.into(),
             stdout: String::new(),
+            notes: String::new(),
         }
     }
     pub fn resource(msg: impl Into<String>) -> CmdError {
@@ -72,8 +77,20 @@ impl CmdError {
             shape: ErrorShape::Banner,
             msg: msg.into(),
             stdout: String::new(),
+            notes: String::new(),
         }
     }
+    /// Lines printed on stderr before the error itself (warnings).
+    pub fn with_notes(self, notes: &str) -> CmdError {
+        if notes.is_empty() {
+            return self;
+        }
+        CmdError {
+            notes: notes.to_string(),
+            ..self
+        }
+    }
+
     /// libiptc's `iptables: <msg>.` (exit 1).
     pub fn iptc(msg: impl Into<String>) -> CmdError {
         CmdError {
@@ -81,6 +98,7 @@ impl CmdError {
             shape: ErrorShape::Libiptc,
             msg: msg.into(),
             stdout: String::new(),
+            notes: String::new(),
         }
     }
     pub fn plain(code: i32, msg: impl Into<String>) -> CmdError {
@@ -89,11 +107,16 @@ impl CmdError {
             shape: ErrorShape::Plain,
             msg: msg.into(),
             stdout: String::new(),
+            notes: String::new(),
         }
     }
 
     /// The complete text for stderr, for program `prog` (`iptables`, `iptables-restore`).
     pub fn render(&self, prog: &str) -> String {
+        format!("{}{}", self.notes, self.render_message(prog))
+    }
+
+    fn render_message(&self, prog: &str) -> String {
         // xtables_error prints the message, then always a newline: a message that ends in '\n'
         // leaves an empty line, as iptables does.
         let m = &self.msg;

@@ -133,7 +133,9 @@ fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult
                     chain.rules.push(r);
                 }
             }
-            commit_check(table)?;
+            if !cmd.defer_check {
+                commit_check(table)?;
+            }
             out.modified = true;
         }
         Op::Replace(n) => {
@@ -149,7 +151,9 @@ fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult
                 out.stdout.push_str(&verbose_echo(&r));
             }
             chain.rules[n - 1] = r;
-            commit_check(table)?;
+            if !cmd.defer_check {
+                commit_check(table)?;
+            }
             out.modified = true;
         }
         Op::Delete | Op::Check => {
@@ -189,9 +193,14 @@ fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult
                 out.modified = true;
             }
         }
-        Op::ListRules { rulenum } => {
+        Op::ListRules { rulenum, zero } => {
             let table = rs.ensure_table(cmd.table);
             out.stdout = list_rules(table, cmd.chain.as_deref(), *rulenum, cmd.verbose)?;
+            if *zero {
+                out.stdout
+                    .push_str(&zero_chains(table, cmd.chain.as_deref(), cmd.verbose)?);
+                out.modified = true;
+            }
         }
         Op::Flush => {
             let table = rs.ensure_table(cmd.table);
@@ -212,11 +221,10 @@ fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult
             match rulenum {
                 Some(n) => {
                     let chain = chain_mut(table, &chain_name)?;
-                    let r = chain
-                        .rules
-                        .get_mut(*n as usize - 1)
-                        .ok_or_else(|| CmdError::iptc("Index of counter too big"))?;
-                    r.counters = Default::default();
+                    // libiptc ignores a rule number past the end.
+                    if let Some(r) = chain.rules.get_mut(*n as usize - 1) {
+                        r.counters = Default::default();
+                    }
                 }
                 None => {
                     out.stdout
@@ -280,12 +288,9 @@ fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult
         }
         Op::Policy(p) => {
             let table = rs.ensure_table(cmd.table);
-            let Some(chain) = table.chain_mut(&chain_name) else {
-                return Err(CmdError::iptc(NO_CHAIN));
-            };
-            if !chain.is_builtin() {
+            let Some(chain) = table.chain_mut(&chain_name).filter(|c| c.is_builtin()) else {
                 return Err(CmdError::iptc("Bad built-in chain name"));
-            }
+            };
             chain.policy = match p.as_str() {
                 "ACCEPT" => Policy::Accept,
                 "DROP" => Policy::Drop,
@@ -388,12 +393,10 @@ pub fn list_rules(
     };
     if let Some(n) = rulenum {
         let c = chains[0];
-        let r = c
-            .rules
-            .get(n as usize - 1)
-            .ok_or_else(|| CmdError::iptc("Index of rule too big"))?;
-        out.push_str(&save::rule_line(&c.name, r, counters));
-        out.push('\n');
+        if let Some(r) = c.rules.get(n as usize - 1) {
+            out.push_str(&save::rule_line(&c.name, r, counters));
+            out.push('\n');
+        }
         return Ok(out);
     }
     for c in &chains {

@@ -134,3 +134,22 @@ pub fn builtin_protocol(name: &str) -> Option<u8> {
         _ => return None,
     })
 }
+
+/// libxtables' built-in protocol table (iptables 1.8.10+), the only names `-L -n` prints.
+pub fn xtables_protocol_name(num: u8) -> Option<&'static str> {
+    Some(match num {
+        0 => "all",
+        6 => "tcp",
+        132 => "sctp",
+        17 => "udp",
+        136 => "udplite",
+        1 => "icmp",
+        58 => "ipv6-icmp",
+        50 => "esp",
+        51 => "ah",
+        135 => "mobility-header",
+        33 => "dccp",
+        108 => "ipcomp",
+        _ => return None,
+    })
+}

@@ -63,6 +63,26 @@ pub fn split_args(line: &str) -> Vec<String> {
     args
 }
 
+/// True when `line` ends inside a double-quoted argument (as `split_args` reads it).
+fn open_quote(line: &str) -> bool {
+    let mut in_quote = false;
+    let mut escaped = false;
+    for c in line.chars() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_quote = false;
+            }
+        } else if c == '"' {
+            in_quote = true;
+        }
+    }
+    in_quote
+}
+
 /// A parse-level error at line `n`: the message, then "Error occurred at line: N" and the hint.
 fn line_error(e: &CmdError, n: usize) -> CmdError {
     let prog = "iptables-restore";
@@ -111,8 +131,19 @@ pub fn restore(input: &str, opts: &RestoreOptions, rs: &mut Ruleset) -> CmdResul
     let mut open: Option<Open> = None;
     let mut stdout = String::new();
     let mut last_line = 0;
-    for (idx, raw) in input.split_inclusive('\n').enumerate() {
+    let mut lines = input.split_inclusive('\n').enumerate().peekable();
+    while let Some((idx, first)) = lines.next() {
         let n = idx + 1;
+        // pollwall's own rules file may hold a quoted argument with a newline inside (iptables
+        // accepts one from an unterminated quote): there, a line continues until its quote closes.
+        let mut joined = first.to_string();
+        while opts.from_store && open_quote(&joined) {
+            match lines.next() {
+                Some((_, more)) => joined.push_str(more),
+                None => break,
+            }
+        }
+        let raw = joined.as_str();
         last_line = n;
         let line = raw.trim_end_matches('\n');
         let trimmed = line.trim_start();
@@ -189,10 +220,20 @@ pub fn restore(input: &str, opts: &RestoreOptions, rs: &mut Ruleset) -> CmdResul
             }
             text = &text[end + 1..];
         }
-        let args = split_args(text);
-        let cmd = parse_command(&args, if opts.from_store { ParseMode::Store } else { ParseMode::Restore }).map_err(|e| line_error(&e, n))?;
+        // The raw line keeps its newline: an unterminated quote swallows it, as in iptables.
+        let args = split_args(&raw[line.len() - text.len()..]);
+        let cmd = parse_command(
+            &args,
+            if opts.from_store {
+                ParseMode::Store
+            } else {
+                ParseMode::Restore
+            },
+        )
+        .map_err(|e| line_error(&e, n))?;
         let mut cmd = cmd;
         cmd.table = o.kind;
+        cmd.defer_check = true;
         if let Some(c) = prefix_counters {
             for r in cmd.rules.iter_mut() {
                 r.counters = c;
@@ -253,6 +294,7 @@ fn chain_line(decl: &str, n: usize, opts: &RestoreOptions, table: &mut Table) ->
                     "Can't set policy `{policy}' on `{name}' line {n}: Bad built-in chain name"
                 ),
                 stdout: String::new(),
+                notes: String::new(),
             });
         }
         match table.chain_mut(name) {

@@ -114,7 +114,11 @@ impl RulesFile {
             Err(e) => return Err(io_error("cannot read rules file", &self.path, &e)),
         };
         let mut rs = Ruleset::new();
-        let opts = RestoreOptions { counters: true, from_store: true, ..Default::default() };
+        let opts = RestoreOptions {
+            counters: true,
+            from_store: true,
+            ..Default::default()
+        };
         restore(&text, &opts, &mut rs).map_err(|e| {
             CmdError::plain(
                 exit::OTHER_PROBLEM,

@@ -56,6 +56,61 @@ fn parse_golden(text: &str) -> Vec<Step> {
     steps
 }
 
+/// Where pollwall deliberately differs from iptables-legacy, by golden file and line.
+///
+/// - `policy`: iptables-legacy's libiptc zeroes every built-in chain's policy counters whenever
+///   it rewrites a table (any -A/-D/-I/-N/-Z CHAIN N, a restore without counters). pollwall keeps
+///   counters exact across changes (DESIGN.md §4). These steps must match once policy counters
+///   are masked, so nothing else may differ there.
+/// - `security`: the SELinux `security` table is not implemented (no labels to match on).
+const DEVIATIONS: &[(&str, &[usize], &str)] = &[
+    (
+        "list_counters_units.golden",
+        &[234, 244, 257, 264, 271, 285],
+        "policy",
+    ),
+    ("restore_errors.golden", &[280, 291], "policy"),
+    ("save_restore.golden", &[342, 380], "policy"),
+    ("zero.golden", &[43, 52, 72, 82, 214], "policy"),
+    ("list_basic.golden", &[81], "security"),
+];
+
+fn deviation(file: &str, line: usize) -> Option<&'static str> {
+    DEVIATIONS
+        .iter()
+        .find(|(f, lines, _)| *f == file && lines.contains(&line))
+        .map(|d| d.2)
+}
+
+/// Replaces the policy counters of built-in chains with zeros in every output form.
+fn mask_policy_counters(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            if let Some(rest) = l.strip_prefix("Chain ") {
+                if let Some(i) = rest.find(" (policy ") {
+                    let pol: String = rest[i + 9..].split(' ').next().unwrap_or("").to_string();
+                    let pol = pol.trim_end_matches(')');
+                    if rest.contains("packets,") {
+                        return format!("Chain {} (policy {pol} 0 packets, 0 bytes)", &rest[..i]);
+                    }
+                }
+            }
+            if l.starts_with(':') && !l.contains(" - [") {
+                if let Some(i) = l.find(" [") {
+                    return format!("{} [0:0]", &l[..i]);
+                }
+            }
+            if l.starts_with("-P ") {
+                if let Some(i) = l.find(" -c ") {
+                    return format!("{} -c 0 0", &l[..i]);
+                }
+            }
+            l.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs one golden file; returns a description of each mismatch.
 fn check_file(name: &str, text: &str) -> Vec<String> {
     let sb = Sandbox::new();
@@ -64,7 +119,35 @@ fn check_file(name: &str, text: &str) -> Vec<String> {
         let argv = shlex_split(&step.cmd);
         let out = sb.run(&argv[0], &argv[1..], &step.stdin);
         let stdout = mask_dates(&out.stdout);
-        if stdout != step.stdout || out.stderr != step.stderr || out.code != step.code {
+        let same = stdout == step.stdout && out.stderr == step.stderr && out.code == step.code;
+        match deviation(name, step.line_no) {
+            Some("policy") => {
+                let masked = mask_policy_counters(&stdout) == mask_policy_counters(&step.stdout);
+                if same || !masked || out.stderr != step.stderr || out.code != step.code {
+                    failures.push(format!(
+                        "{name}:{}: listed as a policy-counter deviation but {}",
+                        step.line_no,
+                        if same {
+                            "matches iptables (stale entry)"
+                        } else {
+                            "differs in more than policy counters"
+                        }
+                    ));
+                }
+                continue;
+            }
+            Some(_) => {
+                if same {
+                    failures.push(format!(
+                        "{name}:{}: listed as a deviation but matches (stale entry)",
+                        step.line_no
+                    ));
+                }
+                continue;
+            }
+            None => {}
+        }
+        if !same {
             failures.push(format!(
                 "{name}:{}: $ {}\n--- expected (exit {}):\n{}{}--- got (exit {}):\n{}{}",
                 step.line_no,

@@ -187,7 +187,10 @@ impl Target {
     pub fn restriction(&self) -> (Option<TableKind>, Option<HookMask>) {
         use Hook::*;
         match self {
-            Target::Reject(_) => (Some(TableKind::Filter), Some(HookMask::of(&[Input, Forward, Output]))),
+            Target::Reject(_) => (
+                Some(TableKind::Filter),
+                Some(HookMask::of(&[Input, Forward, Output])),
+            ),
             Target::Snat(_) => (
                 Some(TableKind::Nat),
                 Some(HookMask::of(&[Postrouting, Input])),

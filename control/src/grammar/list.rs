@@ -69,7 +69,8 @@ pub fn chain_header(chain: &Chain, refs: usize, f: &ListFormat) -> String {
     }
     if f.verbose {
         if f.exact {
-            out.push_str(&format!("{:>8} {:>8} ", "pkts", "bytes"));
+            // iptables' header is %8s %10s although the values are %8llu %8llu.
+            out.push_str(&format!("{:>8} {:>10} ", "pkts", "bytes"));
         } else {
             out.push_str(&format!("{:>5} {:>5} ", "pkts", "bytes"));
         }
@@ -92,7 +93,8 @@ fn addr_text(n: &Option<classifier::Inv<Ipv4Net>>, f: &ListFormat) -> String {
         Some(n) => (n.value, n.invert),
         None => (Ipv4Net::ANY, false),
     };
-    let mut s = String::from(if inv { "!" } else { "" });
+    let _ = inv;
+    let mut s = String::new();
     if net.is_any() {
         s.push_str(if f.numeric { "0.0.0.0/0" } else { "anywhere" });
     } else {
@@ -129,7 +131,12 @@ pub fn rule_line(rule: &Rule, num: usize, f: &ListFormat) -> String {
         .as_ref()
         .map_or((0, false), |p| (p.value, p.invert));
     out.push(if pinv { '!' } else { ' ' });
-    match names::protocol_name(proto) {
+    let pname = if f.numeric {
+        names::xtables_protocol_name(proto)
+    } else {
+        names::protocol_name(proto)
+    };
+    match pname {
         Some(n) => out.push_str(&format!("{n:<4} ")),
         None => out.push_str(&format!("{proto:<4} ")),
     }
@@ -143,8 +150,11 @@ pub fn rule_line(rule: &Rule, num: usize, f: &ListFormat) -> String {
         out.push_str(&format!(" {:<6} ", iface_text(&rule.in_iface, f)));
         out.push_str(&format!("{:<6} ", iface_text(&rule.out_iface, f)));
     }
-    out.push_str(&format!(" {:<19} ", addr_text(&rule.src, f)));
-    out.push_str(&format!(" {:<19} ", addr_text(&rule.dst, f)));
+    for a in [&rule.src, &rule.dst] {
+        let inv = a.as_ref().is_some_and(|a| a.invert);
+        out.push(if inv { '!' } else { ' ' });
+        out.push_str(&format!("{:<19} ", addr_text(a, f)));
+    }
     if matches!(rule.target, Target::Goto(_)) {
         out.push_str("[goto] ");
     }
@@ -178,8 +188,8 @@ pub fn rule_echo(rule: &Rule, f: &ListFormat) -> String {
         None => "--",
     };
     let addr = |n: &Option<classifier::Inv<Ipv4Net>>| {
-        let s = addr_text(n, f);
-        s.strip_suffix("/32").map_or(s.clone(), str::to_string)
+        let inv = n.as_ref().is_some_and(|n| n.invert);
+        format!("{}{}", if inv { "!" } else { "" }, addr_text(n, f))
     };
     let mut out = format!(
         "{} {}{} opt {} in {} out {}  {}  -> {}  ",

@@ -20,7 +20,7 @@ pub enum Op {
     Insert(u32),
     Replace(u32),
     List { zero: bool, rulenum: Option<u32> },
-    ListRules { rulenum: Option<u32> },
+    ListRules { rulenum: Option<u32>, zero: bool },
     Flush,
     Zero { rulenum: Option<u32> },
     NewChain,
@@ -45,6 +45,10 @@ pub struct Command {
     pub counters: Option<Counters>,
     /// `-w [secs]`: None = not given, Some(None) = wait forever, Some(Some(s)) = at most s.
     pub wait: Option<Option<u32>>,
+    /// Warnings iptables prints on stderr even when the command succeeds.
+    pub notes: String,
+    /// Inside iptables-restore: the kernel checks run at COMMIT, not after each rule.
+    pub defer_check: bool,
 }
 
 /// Whether the line comes from the command line or from an `iptables-restore` file.
@@ -222,6 +226,8 @@ struct State<'a> {
     seq: usize,
     counters: Option<Counters>,
     wait: Option<Option<u32>>,
+    wait_interval: bool,
+    notes: String,
 }
 
 fn cmd_char(cmd: u16) -> char {
@@ -379,6 +385,8 @@ pub fn parse_command(args: &[String], mode: ParseMode) -> CmdResult<Command> {
         seq: 0,
         counters: None,
         wait: None,
+        wait_interval: false,
+        notes: String::new(),
     };
     while st.pos < args.len() {
         let tok = args[st.pos].clone();
@@ -698,7 +706,12 @@ fn base_option(st: &mut State, c: char, arg: Option<String>, tok: &str) -> CmdRe
         }
         'j' | 'g' => {
             st.set_option(OPT_JUMP)?;
-            let name = req(&arg);
+            // iptables takes the -j name from argv itself, so `--jump=X` names target "--jump=X".
+            let name = if c == 'j' && tok.starts_with("--") && tok.contains('=') {
+                tok.to_string()
+            } else {
+                req(&arg)
+            };
             if c == 'g' {
                 if name.is_empty() {
                     return Err(CmdError::param("Illegal empty chain name"));
@@ -791,6 +804,10 @@ fn base_option(st: &mut State, c: char, arg: Option<String>, tok: &str) -> CmdRe
                     None => None,
                 };
                 st.wait = Some(secs);
+            } else if !st.wait_interval {
+                st.wait_interval = true;
+                st.notes
+                    .push_str("Ignoring deprecated --wait-interval option.\n");
             }
         }
         'c' => {
@@ -819,7 +836,9 @@ fn base_option(st: &mut State, c: char, arg: Option<String>, tok: &str) -> CmdRe
 
 /// Names may not hold whitespace or quotes (they could not be saved and restored).
 fn valid_name(name: &str) -> bool {
-    !name.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"')
+    !name
+        .chars()
+        .any(|c| c.is_whitespace() || c == '\'' || c == '"')
 }
 
 /// The checks iptables applies to a `-j`/`-g` name while parsing.
@@ -855,6 +874,11 @@ fn finish(mut st: State) -> CmdResult<Command> {
         return Err(CmdError::param(
             "\nThe \"nat\" table is not intended for filtering, the use of DROP is therefore inhibited.\n\n",
         ));
+    }
+    if st.wait_interval && st.wait.is_none() {
+        let mut e = CmdError::param("--wait-interval only makes sense with --wait\n");
+        e.msg = format!("{}", e.msg);
+        return Err(CmdError { msg: e.msg, ..e }.with_notes(&st.notes));
     }
     let ctx = st.ctx();
     for lm in st.matches.iter_mut() {
@@ -904,10 +928,12 @@ fn finish(mut st: State) -> CmdResult<Command> {
     }
     let table = match TableKind::from_name(&st.table_name) {
         Some(t) => t,
-        None => return Err(CmdError::version(format!(
+        None => {
+            return Err(CmdError::version(format!(
             "can't initialize iptables table `{}': Table does not exist (do you need to insmod?)",
             st.table_name
-        ))),
+        )))
+        }
     };
     // The target: an extension, a standard verdict, or a user chain.
     let target = match (&st.target, &st.jumpto) {
@@ -939,10 +965,11 @@ fn finish(mut st: State) -> CmdResult<Command> {
         for s in &srcs {
             for d in &dsts {
                 let mut r = st.rule.clone();
-                if st.src.is_some() {
+                // 0.0.0.0/0 without `!` is stored as "no address", as the kernel entry does.
+                if st.src.is_some() && (st.inv_src || !s.is_any()) {
                     r.src = Some(Inv::new(*s, st.inv_src));
                 }
-                if st.dst.is_some() {
+                if st.dst.is_some() && (st.inv_dst || !d.is_any()) {
                     r.dst = Some(Inv::new(*d, st.inv_dst));
                 }
                 rules.push(r);
@@ -966,9 +993,11 @@ fn finish(mut st: State) -> CmdResult<Command> {
         },
         CMD_LIST_RULES => Op::ListRules {
             rulenum: st.rulenum,
+            zero: false,
         },
         c if c & CMD_LIST_RULES != 0 => Op::ListRules {
             rulenum: st.rulenum,
+            zero: true,
         },
         CMD_FLUSH => Op::Flush,
         CMD_ZERO | CMD_ZERO_NUM => Op::Zero {
@@ -992,6 +1021,8 @@ fn finish(mut st: State) -> CmdResult<Command> {
         line_numbers: st.options & OPT_LINENUMBERS != 0,
         counters: st.counters,
         wait: st.wait,
+        notes: st.notes,
+        defer_check: false,
     })
 }
 
@@ -1012,11 +1043,7 @@ fn generic_opt_check(command: u16, options: u16) -> CmdResult<()> {
             }
         }
         if legal == -1 {
-            let name = if *ch == '0' {
-                "-line-numbers".to_string()
-            } else {
-                ch.to_string()
-            };
+            let name = ch.to_string();
             return Err(CmdError::param(format!(
                 "Illegal option `-{name}' with this command"
             )));

@@ -67,30 +67,18 @@ pub fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
     if let Ok(a) = s.parse::<Ipv4Addr>() {
         return Some(a);
     }
-    // inet_aton accepts fewer than four parts ("10.1" = 10.0.0.1); iptables goes through it.
+    // iptables pads a shortened dotted quad with zeros ("10.1" = 10.1.0.0).
     let parts: Vec<&str> = s.split('.').collect();
-    if !parts.is_empty() && parts.len() < 4 && parts.iter().all(|p| !p.is_empty()) {
-        let nums: Option<Vec<u64>> = parts
+    if parts.len() < 4
+        && parts
             .iter()
-            .map(|p| parse_uint(p, 0, u64::from(u32::MAX)))
-            .collect();
-        let nums = nums?;
-        let last_bits = 8 * (5 - nums.len() as u32);
-        let mut v: u64 = 0;
-        for (i, n) in nums.iter().enumerate() {
-            if i + 1 < nums.len() {
-                if *n > 255 {
-                    return None;
-                }
-                v |= n << (24 - 8 * i as u32);
-            } else {
-                if last_bits < 32 && *n >= (1u64 << (last_bits - 8)) && nums.len() > 1 {
-                    return None;
-                }
-                v |= n;
-            }
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        let mut octets = [0u8; 4];
+        for (i, p) in parts.iter().enumerate() {
+            octets[i] = p.parse().ok()?;
         }
-        return u32::try_from(v).ok().map(Ipv4Addr::from);
+        return Some(Ipv4Addr::from(octets));
     }
     host_lookup(s)
 }
@@ -127,12 +115,9 @@ pub fn parse_net(s: &str) -> CmdResult<Ipv4Net> {
 
 /// `-s a,b,c`: the comma list, each entry parsed; duplicates removed as iptables does.
 pub fn parse_net_list(s: &str) -> CmdResult<Vec<Ipv4Net>> {
-    let mut out: Vec<Ipv4Net> = Vec::new();
+    let mut out = Vec::new();
     for part in s.split(',') {
-        let n = parse_net(part)?;
-        if !out.contains(&n) {
-            out.push(n);
-        }
+        out.push(parse_net(part)?);
     }
     Ok(out)
 }
@@ -209,4 +194,16 @@ pub fn net_to_string(n: &Ipv4Net) -> String {
         Some(len) => format!("{}/{}", n.addr, len),
         None => format!("{}/{}", n.addr, n.mask),
     }
+}
+
+/// An address with an optional mask whose host bits are kept (conntrack's address options).
+pub fn parse_net_unmasked(s: &str) -> CmdResult<Ipv4Net> {
+    let masked = parse_net(s)?;
+    let a = s.split('/').next().unwrap_or(s);
+    let addr =
+        parse_ipv4(a).ok_or_else(|| CmdError::param(format!("host/network `{a}' not found")))?;
+    Ok(Ipv4Net {
+        addr,
+        mask: masked.mask,
+    })
 }

@@ -3,7 +3,7 @@
 use super::{must_specify, once, opt, MatchExt, OptSpec, ParseCtx};
 use crate::error::{CmdError, CmdResult};
 use crate::grammar::values::{
-    net_to_string, parse_net, parse_port_range, parse_protocol, parse_uint,
+    net_to_string, parse_net_unmasked, parse_port_range, parse_protocol, parse_uint,
 };
 use classifier::model::{ct_state, ct_status};
 use classifier::{ConntrackMatch, CtDir, Inv, Ipv4Net, Match, PortRange, StateMatch};
@@ -102,8 +102,9 @@ fn parse_conntrack(
         unreachable!("conntrack parser on a conntrack match")
     };
     once("conntrack", *seen, spec)?;
-    let net =
-        |a: &str| -> CmdResult<Option<Inv<Ipv4Net>>> { Ok(Some(Inv::new(parse_net(a)?, inv))) };
+    let net = |a: &str| -> CmdResult<Option<Inv<Ipv4Net>>> {
+        Ok(Some(Inv::new(parse_net_unmasked(a)?, inv)))
+    };
     let port = |a: &str| -> CmdResult<Option<Inv<PortRange>>> {
         let r = parse_port_range(a, None)?;
         Ok(Some(Inv::new(r, inv)))

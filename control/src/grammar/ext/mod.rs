@@ -115,6 +115,25 @@ pub fn once(ext: &str, seen: u32, spec: &OptSpec) -> CmdResult<()> {
     Ok(())
 }
 
+/// x6-style final check of mutually exclusive options: the first seen option (in table order)
+/// that conflicts with another seen one is reported, with canonical names.
+pub fn exclusive(ext: &str, opts: &[OptSpec], seen: u32, ids: &[u8]) -> CmdResult<()> {
+    let canonical = |id: u8| opts.iter().find(|o| o.id == id).map_or("", |o| o.name);
+    let present: Vec<u8> = ids
+        .iter()
+        .copied()
+        .filter(|id| seen & (1 << id) != 0)
+        .collect();
+    if present.len() > 1 {
+        return Err(CmdError::param(format!(
+            "{ext}: option \"--{}\" cannot be used together with \"--{}\".\n",
+            canonical(present[0]),
+            canonical(present[1])
+        )));
+    }
+    Ok(())
+}
+
 /// x6-style bad value message.
 pub fn bad_value(ext: &str, spec: &OptSpec) -> CmdError {
     CmdError::param(format!(

@@ -130,9 +130,9 @@ fn parse_to(arg: &str, r: &mut NatRange, ctx: &ParseCtx, name: &str) -> CmdResul
     }
     if let Some(p) = ports {
         if !ports_allowed(ctx) {
-            return Err(CmdError::param(format!(
-                "{name}: Need TCP, UDP, SCTP or DCCP with port specification"
-            )));
+            return Err(CmdError::param(
+                "Need TCP, UDP, SCTP or DCCP with port specification",
+            ));
         }
         parse_ports(p, r, true)?;
     }
@@ -152,19 +152,14 @@ fn parse_nat(
     else {
         unreachable!("NAT parser on a NAT target")
     };
-    if *seen & (1 << spec.id) != 0 {
-        return Err(CmdError::param(format!(
-            "{name}: Multiple --{} not supported",
-            spec.name
-        )));
-    }
+    super::once(&name, *seen, spec)?;
     match spec.id {
         0 if matches!(name.as_str(), "SNAT" | "DNAT") => parse_to(arg, r, ctx, &name)?,
         0 => {
             if !ports_allowed(ctx) {
-                return Err(CmdError::param(format!(
-                    "{name}: Need TCP, UDP, SCTP or DCCP with port specification"
-                )));
+                return Err(CmdError::param(
+                    "Need TCP, UDP, SCTP or DCCP with port specification",
+                ));
             }
             parse_ports(arg, r, false)?;
         }

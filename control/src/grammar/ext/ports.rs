@@ -281,10 +281,8 @@ fn parse_multiport(
     let Match::Multiport(mp) = m else {
         unreachable!("multiport parser on a multiport match")
     };
-    if *seen != 0 {
-        return Err(CmdError::param("multiport can only have one option"));
-    }
     let proto = check_multiport_proto(ctx)?;
+    mp.ports.clear();
     mp.kind = match spec.id {
         0 => MultiportKind::Source,
         1 => MultiportKind::Destination,
@@ -331,7 +329,7 @@ fn finish_multiport(_: &mut Match, seen: u32, _: &ParseCtx) -> CmdResult<()> {
     if seen == 0 {
         return Err(CmdError::param("multiport expection an option"));
     }
-    Ok(())
+    super::exclusive("multiport", MULTIPORT_OPTS, seen, &[0, 1, 2])
 }
 
 fn save_ports(out: &mut String, name: &str, r: PortRange, inv: bool) {

@@ -87,12 +87,14 @@ fn parse_log(
                     .iter()
                     .find(|(n, _)| n.eq_ignore_ascii_case(arg))
                     .map(|(_, v)| *v)
-                    .ok_or_else(|| CmdError::param(format!("log-level `{arg}' unknown")))?,
+                    .ok_or_else(|| CmdError::param(format!("log level \"{arg}\" unknown\n")))?,
             }
         }
         1 => {
             if arg.is_empty() {
-                return Err(CmdError::param("Argument must have a minimum length of 1 characters\n"));
+                return Err(CmdError::param(
+                    "Argument must have a minimum length of 1 characters\n",
+                ));
             }
             if arg.contains('\n') {
                 return Err(CmdError::param("Newlines not allowed in --log-prefix"));
@@ -125,11 +127,6 @@ pub static MARK: TargetExt = TargetExt {
         let Target::Mark(m) = t else {
             unreachable!("MARK parser on a MARK target")
         };
-        if *seen != 0 {
-            return Err(CmdError::param(
-                "MARK: --set-xmark/--set-mark/--and-mark/--or-mark/--xor-mark are exclusive",
-            ));
-        }
         let (v, mask) = parse_mark_mask(arg).ok_or_else(|| bad_value("MARK", spec))?;
         let full = mask.unwrap_or(u32::MAX);
         if spec.id >= 2 && mask.is_some() {
@@ -150,7 +147,7 @@ pub static MARK: TargetExt = TargetExt {
                 "MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required",
             ))
         } else {
-            Ok(())
+            super::exclusive("MARK", MARK_OPTS, seen, &[0, 1, 2, 3, 4])
         }
     },
 };
@@ -179,11 +176,6 @@ pub static NFQUEUE: TargetExt = TargetExt {
         };
         once("NFQUEUE", *seen, spec)?;
         match spec.id {
-            0 | 1 if *seen & 0b11 != 0 => {
-                return Err(CmdError::param(
-                    "NFQUEUE: --queue-num and --queue-balance are exclusive",
-                ))
-            }
             0 => {
                 q.queue_num =
                     parse_uint(arg, 0, 65535).ok_or_else(|| bad_value("NFQUEUE", spec))? as u16
@@ -195,9 +187,7 @@ pub static NFQUEUE: TargetExt = TargetExt {
                 let lo = parse_uint(a, 0, 65535).ok_or_else(|| bad_value("NFQUEUE", spec))?;
                 let hi = parse_uint(b, 0, 65535).ok_or_else(|| bad_value("NFQUEUE", spec))?;
                 if lo >= hi {
-                    return Err(CmdError::param(
-                        "NFQUEUE: bad range \"".to_string() + arg + "\"",
-                    ));
+                    return Err(CmdError::param(format!("{lo} should be less than {hi}")));
                 }
                 if hi - lo + 1 > 65535 {
                     return Err(CmdError::param("NFQUEUE: number of total queues is 0"));
@@ -210,7 +200,15 @@ pub static NFQUEUE: TargetExt = TargetExt {
         }
         Ok(())
     },
-    finish: |_, _, _| Ok(()),
+    finish: |_, seen, _| {
+        super::exclusive("NFQUEUE", NFQUEUE_OPTS, seen, &[0, 1])?;
+        if seen & (1 << 3) != 0 && seen & (1 << 1) == 0 {
+            return Err(CmdError::param(
+                "NFQUEUE: option \"--queue-cpu-fanout\" also requires \"--queue-balance\".\n",
+            ));
+        }
+        Ok(())
+    },
 };
 
 pub fn save(t: &Target, out: &mut String) {
