@@ -193,7 +193,13 @@ pub static ICMP: MatchExt = MatchExt {
         })
     },
     parse: parse_icmp,
-    finish: |_, _, _| Ok(()),
+    finish: |_, seen, _| {
+        if seen == 0 {
+            Err(super::must_specify("icmp", "icmp-type"))
+        } else {
+            Ok(())
+        }
+    },
 };
 
 fn parse_icmp(
