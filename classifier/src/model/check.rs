@@ -199,7 +199,8 @@ pub const CREDITS_PER_JIFFY: u32 = {
 /// product would overflow.
 pub fn user2credits(user: u32) -> u32 {
     if user > u32::MAX / (HZ * CREDITS_PER_JIFFY) {
-        (user / 10000) * HZ * CREDITS_PER_JIFFY
+        // u32 arithmetic that wraps, as the kernel's does.
+        (user / 10000).wrapping_mul(HZ * CREDITS_PER_JIFFY)
     } else {
         user * HZ * CREDITS_PER_JIFFY / 10000
     }
