@@ -20,7 +20,7 @@ pub struct RunOutput {
     pub code: i32,
 }
 
-const SUBCOMMANDS: &str = "iptables, iptables-save, iptables-restore";
+const SUBCOMMANDS: &str = "iptables, iptables-save, iptables-restore, demo";
 
 /// The process entry point of the `pollwall` binary.
 pub fn main() -> i32 {
@@ -34,6 +34,7 @@ pub fn main() -> i32 {
     } else {
         match argv.get(1) {
             Some(sub) if is_tool(sub) => (sub.clone(), argv[2..].to_vec()),
+            Some(sub) if sub == "demo" => return crate::demo::main(),
             Some(sub) if sub == "-h" || sub == "--help" => {
                 println!("{}", usage());
                 return 0;

@@ -4,6 +4,7 @@
 //! The `pollwall` binary is a thin wrapper over [`cli::main`].
 
 pub mod cli;
+pub mod demo;
 pub mod error;
 pub mod exec;
 pub mod grammar;

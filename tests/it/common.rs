@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 /// A temporary directory with one pollwall rules file.
 pub struct Sandbox {
-    pub dir: tempfile::TempDir,
+    /// Keeps the directory alive as long as the sandbox.
+    _dir: tempfile::TempDir,
     pub store: RulesFile,
 }
 
@@ -14,23 +15,13 @@ impl Sandbox {
     pub fn new() -> Sandbox {
         let dir = tempfile::tempdir().expect("create temp dir");
         let store = RulesFile::new(dir.path().join("rules"));
-        Sandbox { dir, store }
+        Sandbox { _dir: dir, store }
     }
 
     /// Runs `tool` (iptables, iptables-save, iptables-restore) with `args` and `stdin`.
     pub fn run(&self, tool: &str, args: &[String], stdin: &str) -> RunOutput {
         let mut input = stdin.as_bytes();
         run(tool, args, &mut input, Ok(&self.store as &dyn RulesetStore))
-    }
-
-    /// Runs a whitespace-separated `iptables` command line.
-    pub fn ipt(&self, line: &str) -> RunOutput {
-        let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-        self.run("iptables", &args, "")
-    }
-
-    pub fn rules_path(&self) -> PathBuf {
-        self.store.path().to_path_buf()
     }
 }
 

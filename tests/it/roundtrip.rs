@@ -1,7 +1,7 @@
 //! Property: any ruleset survives save → restore → save byte for byte, and restore gives back
 //! the same model (nftables' tests/py style round trip, over random rulesets).
 
-use classifier::model::{ct_state, log_flags, nat_flags};
+use classifier::model::{ct_state, log_flags};
 use classifier::*;
 use control::grammar::save::save_table;
 use control::restore::{restore, RestoreOptions};

@@ -177,6 +177,9 @@ fn short_arg(c: char) -> Option<HasArg> {
     })
 }
 
+/// A long option known at some point of the parse: name, argument kind, owner.
+type LongOpt = (&'static str, HasArg, Owner);
+
 /// Who owns a resolved option.
 #[derive(Clone, Copy)]
 enum Owner {
@@ -290,12 +293,12 @@ impl<'a> State<'a> {
     }
 
     /// Every long option currently known, newest extension first after the base options.
-    fn long_options(&self) -> Vec<(&'static str, HasArg, Owner)> {
-        let mut v: Vec<(&'static str, HasArg, Owner)> = BASE_LONG
+    fn long_options(&self) -> Vec<LongOpt> {
+        let mut v: Vec<LongOpt> = BASE_LONG
             .iter()
             .map(|(n, a, c)| (*n, *a, Owner::Base(*c)))
             .collect();
-        let mut exts: Vec<(usize, Vec<(&'static str, HasArg, Owner)>)> = Vec::new();
+        let mut exts: Vec<(usize, Vec<LongOpt>)> = Vec::new();
         for (i, lm) in self.matches.iter().enumerate() {
             let opts = lm
                 .ext
@@ -314,7 +317,7 @@ impl<'a> State<'a> {
                 .collect();
             exts.push((t.seq, opts));
         }
-        exts.sort_by(|a, b| b.0.cmp(&a.0));
+        exts.sort_by_key(|e| std::cmp::Reverse(e.0));
         for (_, opts) in exts {
             v.extend(opts);
         }
@@ -876,9 +879,8 @@ fn finish(mut st: State) -> CmdResult<Command> {
         ));
     }
     if st.wait_interval && st.wait.is_none() {
-        let mut e = CmdError::param("--wait-interval only makes sense with --wait\n");
-        e.msg = format!("{}", e.msg);
-        return Err(CmdError { msg: e.msg, ..e }.with_notes(&st.notes));
+        let e = CmdError::param("--wait-interval only makes sense with --wait\n");
+        return Err(e.with_notes(&st.notes));
     }
     let ctx = st.ctx();
     for lm in st.matches.iter_mut() {

@@ -108,7 +108,7 @@ fn parse_ports(s: &str, r: &mut NatRange, allow_base: bool) -> CmdResult<()> {
     Ok(())
 }
 
-fn parse_to(arg: &str, r: &mut NatRange, ctx: &ParseCtx, name: &str) -> CmdResult<()> {
+fn parse_to(arg: &str, r: &mut NatRange, ctx: &ParseCtx) -> CmdResult<()> {
     let (addrs, ports) = match arg.split_once(':') {
         Some((a, p)) => (a, Some(p)),
         None => (arg, None),
@@ -154,7 +154,7 @@ fn parse_nat(
     };
     super::once(&name, *seen, spec)?;
     match spec.id {
-        0 if matches!(name.as_str(), "SNAT" | "DNAT") => parse_to(arg, r, ctx, &name)?,
+        0 if matches!(name.as_str(), "SNAT" | "DNAT") => parse_to(arg, r, ctx)?,
         0 => {
             if !ports_allowed(ctx) {
                 return Err(CmdError::param(

@@ -278,7 +278,7 @@ pub static MULTIPORT: MatchExt = MatchExt {
 
 fn parse_multiport(
     m: &mut Match,
-    seen: &mut u32,
+    _seen: &mut u32,
     spec: &OptSpec,
     arg: &str,
     inv: bool,

@@ -123,7 +123,7 @@ pub static MARK: TargetExt = TargetExt {
     name: "MARK",
     opts: MARK_OPTS,
     init: || Target::Mark(MarkTarget { value: 0, mask: 0 }),
-    parse: |t, seen, spec, arg, _, _| {
+    parse: |t, _seen, spec, arg, _, _| {
         let Target::Mark(m) = t else {
             unreachable!("MARK parser on a MARK target")
         };
