@@ -5,4 +5,5 @@ mod binary;
 mod common;
 mod golden;
 mod iptables_t;
+mod robustness;
 mod roundtrip;
