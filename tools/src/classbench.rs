@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! @SRC/LEN  DST/LEN  SPLO : SPHI  DPLO : DPHI  PROTO/MASK  [EXTRA...]
-//! @59.0.0.0/8	17.59.77.0/24	0 : 65535	53 : 53	0x11/0xFF
+//! @59.0.0.0/8 17.59.77.0/24 0 : 65535 53 : 53 0x11/0xFF
 //! ```
 //!
 //! * `@` marks the start of a rule (accepted when missing).
@@ -462,7 +462,8 @@ COMMIT
 
     #[test]
     fn six_field_lines_with_trailing_tab() {
-        let line = "@69.137.30.88/30\t249.244.188.176/28\t67 : 67\t119 : 119\t0x11/0xFF\t0x0000/0x0000\t";
+        let line =
+            "@69.137.30.88/30\t249.244.188.176/28\t67 : 67\t119 : 119\t0x11/0xFF\t0x0000/0x0000\t";
         let r = parse_line(line).unwrap().unwrap();
         assert_eq!(r.src, Prefix::new(0x4589_1e58, 30));
         assert_eq!(r.dst.to_string(), "249.244.188.176/28");
@@ -473,7 +474,9 @@ COMMIT
 
     #[test]
     fn compact_ranges_and_missing_at() {
-        let r = parse_line("1.2.3.4/32 5.6.7.8/32 1:2 3 :4 0x06/0xff").unwrap().unwrap();
+        let r = parse_line("1.2.3.4/32 5.6.7.8/32 1:2 3 :4 0x06/0xff")
+            .unwrap()
+            .unwrap();
         assert_eq!(r.sport, PortRange { lo: 1, hi: 2 });
         assert_eq!(r.dport, PortRange { lo: 3, hi: 4 });
     }
@@ -484,7 +487,11 @@ COMMIT
             chain: "CB".into(),
             target: "DROP".into(),
         };
-        let conv = convert("@1.2.3.4/24 0.0.0.0/0 0 : 65535 0 : 65535 0x00/0x00\n", &opts).unwrap();
+        let conv = convert(
+            "@1.2.3.4/24 0.0.0.0/0 0 : 65535 0 : 65535 0x00/0x00\n",
+            &opts,
+        )
+        .unwrap();
         assert_eq!(
             conv.text,
             "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
@@ -503,7 +510,9 @@ COMMIT
         let conv = convert(text, &Options::default()).unwrap();
         assert_eq!(conv.ports_dropped, vec![1, 3]);
         assert_eq!(conv.proto_zero_widened, vec![4]);
-        assert!(conv.text.contains("\n-A FORWARD -j ACCEPT\n-A FORWARD -p tcp -j ACCEPT\n"));
+        assert!(conv
+            .text
+            .contains("\n-A FORWARD -j ACCEPT\n-A FORWARD -p tcp -j ACCEPT\n"));
         assert!(conv.text.contains("\n-A FORWARD -p icmp -j ACCEPT\n"));
         let w = conv.warning().unwrap();
         assert!(w.contains("2 rule(s) have port ranges"), "{w}");
@@ -514,13 +523,22 @@ COMMIT
     fn errors_name_the_line_and_reason() {
         let cases = [
             ("@1.2.3/8 0.0.0.0/0 0 : 1 0 : 1 0x06/0xFF", "source prefix"),
-            ("@1.2.3.4/33 0.0.0.0/0 0 : 1 0 : 1 0x06/0xFF", "prefix length"),
-            ("@1.2.3.4/8 0.0.0.0/0 5 : 1 0 : 1 0x06/0xFF", "above high port"),
+            (
+                "@1.2.3.4/33 0.0.0.0/0 0 : 1 0 : 1 0x06/0xFF",
+                "prefix length",
+            ),
+            (
+                "@1.2.3.4/8 0.0.0.0/0 5 : 1 0 : 1 0x06/0xFF",
+                "above high port",
+            ),
             ("@1.2.3.4/8 0.0.0.0/0 0 : 70000 0 : 1 0x06/0xFF", "0..65535"),
             ("@1.2.3.4/8 0.0.0.0/0 0 - 1 0 : 1 0x06/0xFF", "expected `:'"),
             ("@1.2.3.4/8 0.0.0.0/0 0 : 1 0 : 1 0x06/0xF0", "mask 0xf0"),
             ("@1.2.3.4/8 0.0.0.0/0 0 : 1 0 : 1", "missing protocol"),
-            ("@1.2.3.4/8 0.0.0.0/0 0 : 1", "destination port range: missing"),
+            (
+                "@1.2.3.4/8 0.0.0.0/0 0 : 1",
+                "destination port range: missing",
+            ),
             ("@1.2.3.4/8", "missing destination"),
             ("@1.2.3.4/8 0.0.0.0/0 0 : 1 0 : 1 0xZZ/0xFF", "hex byte"),
         ];

@@ -103,7 +103,11 @@ fn write_output(path: Option<&str>, text: &str) -> Result<(), String> {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())
                 .and_then(|()| out.flush())
-                .map_err(|e| format!("cannot write to standard output: {e}"))
+                .map_err(|e| match e.kind() {
+                    // The reader went away (`| head`): stop quietly, as a SIGPIPE would.
+                    std::io::ErrorKind::BrokenPipe => String::new(),
+                    _ => format!("cannot write to standard output: {e}"),
+                })
         }
         Some(p) => std::fs::write(p, text).map_err(|e| format!("cannot write {p}: {e}")),
     }
@@ -121,17 +125,27 @@ fn run(argv: &[String]) -> Result<(), String> {
     }
     write_output(args.output.as_deref(), &conv.text)?;
     if let Some(w) = conv.warning() {
-        eprint!("{PROG}: warning: {w}");
+        let _ = write!(std::io::stderr(), "{PROG}: warning: {w}");
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    match run(&argv) {
+    let argv: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
+        })
+        .collect();
+    match argv.and_then(|argv| run(&argv)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{PROG}: {e}");
+            // An empty message is a quiet stop (broken pipe). A failing stderr is ignored:
+            // there is nowhere left to report it.
+            if !e.is_empty() {
+                let _ = writeln!(std::io::stderr(), "{PROG}: {e}");
+            }
             ExitCode::from(1)
         }
     }
