@@ -240,7 +240,14 @@ pub fn restore(input: &str, opts: &RestoreOptions, rs: &mut Ruleset) -> CmdResul
             }
         }
         let mut scratch = Ruleset {
-            tables: vec![std::mem::replace(&mut o.table, Table::new(o.kind))],
+            // The open table moves into the scratch ruleset and back (a cheap placeholder).
+            tables: vec![std::mem::replace(
+                &mut o.table,
+                Table {
+                    kind: o.kind,
+                    chains: Vec::new(),
+                },
+            )],
             next_rule_id: rs.next_rule_id,
         };
         let res = execute(&cmd, &mut scratch);

@@ -69,9 +69,12 @@ fn generic_match() -> impl Strategy<Value = Match> {
             .prop_map(|(n, unit, burst)| {
                 // Bursts the kernel would refuse (avg * burst overflowing) are not valid rulesets.
                 let avg = LimitMatch::SCALE * unit / n;
+                let burst = burst.min(u32::MAX / avg / 2).max(1);
+                let credits = classifier::check::user2credits;
+                let ok = credits(avg.wrapping_mul(burst)) >= credits(avg);
                 Match::Limit(LimitMatch {
                     avg,
-                    burst: burst.min(u32::MAX / avg / 2).max(1),
+                    burst: if ok { burst } else { 1 },
                 })
             }),
         (1u32..0x3f, any::<bool>()).prop_map(|(bits, invert)| {

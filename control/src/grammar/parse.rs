@@ -335,6 +335,11 @@ impl<'a> State<'a> {
 
     /// getopt_long's lookup: exact name first, then a unique prefix.
     fn resolve_long(&self, name: &str) -> Option<(HasArg, Owner)> {
+        // Fast path, no allocation: base options come first in the table, so an exact base
+        // name always wins.
+        if let Some((_, a, c)) = BASE_LONG.iter().find(|(n, _, _)| *n == name) {
+            return Some((*a, Owner::Base(*c)));
+        }
         let all = self.long_options();
         if let Some((_, a, o)) = all.iter().find(|(n, _, _)| *n == name) {
             return Some((*a, *o));
@@ -477,7 +482,7 @@ pub fn parse_command(args: &[String], mode: ParseMode) -> CmdResult<Command> {
                         (!rest.is_empty()).then_some(rest)
                     }
                 };
-                dispatch(&mut st, Owner::Base(c), arg, &format!("-{c}"))?;
+                dispatch(&mut st, Owner::Base(c), arg, &tok)?;
             }
             continue;
         }
@@ -959,14 +964,22 @@ fn finish(mut st: State) -> CmdResult<Command> {
     };
     let mut rules = Vec::new();
     if st.command & rule_cmd != 0 {
-        st.rule.matches = st.matches.iter().map(|lm| lm.m.clone()).collect();
+        st.rule.matches = std::mem::take(&mut st.matches)
+            .into_iter()
+            .map(|lm| lm.m)
+            .collect();
         st.rule.target = target;
         if let Some(c) = st.counters {
             st.rule.counters = c;
         }
+        let pairs = srcs.len() * dsts.len();
         for s in &srcs {
             for d in &dsts {
-                let mut r = st.rule.clone();
+                let mut r = if rules.len() + 1 == pairs {
+                    std::mem::take(&mut st.rule)
+                } else {
+                    st.rule.clone()
+                };
                 // 0.0.0.0/0 without `!` is stored as "no address", as the kernel entry does.
                 if st.src.is_some() && (st.inv_src || !s.is_any()) {
                     r.src = Some(Inv::new(*s, st.inv_src));
