@@ -205,3 +205,136 @@ pub fn user2credits(user: u32) -> u32 {
         user * HZ * CREDITS_PER_JIFFY / 10000
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Inv, LimitMatch, MacMatch, OwnerMatch, Rule, Table, TableKind};
+
+    fn jump(to: &str) -> Rule {
+        Rule {
+            target: Target::Jump(to.into()),
+            ..Default::default()
+        }
+    }
+
+    fn table_with_chains(names: &[&str]) -> Table {
+        let mut t = Table::new(TableKind::Filter);
+        for n in names {
+            t.add_user_chain(n);
+        }
+        t
+    }
+
+    #[test]
+    fn loops_are_refused_only_when_reachable_from_a_builtin_chain() {
+        let mut t = table_with_chains(&["a", "b"]);
+        t.chain_mut("a").unwrap().rules.push(jump("b"));
+        t.chain_mut("b").unwrap().rules.push(jump("a"));
+        assert_eq!(
+            check_table(&t),
+            Ok(()),
+            "an unreachable loop is accepted, as the kernel does"
+        );
+        t.chain_mut("INPUT").unwrap().rules.push(jump("a"));
+        assert!(matches!(check_table(&t), Err(CheckError::Loop { .. })));
+    }
+
+    #[test]
+    fn diamond_jumps_are_not_loops() {
+        let mut t = table_with_chains(&["a", "b", "c"]);
+        t.chain_mut("INPUT")
+            .unwrap()
+            .rules
+            .extend([jump("a"), jump("b")]);
+        t.chain_mut("a").unwrap().rules.push(jump("c"));
+        t.chain_mut("b").unwrap().rules.push(jump("c"));
+        assert_eq!(check_table(&t), Ok(()));
+        let masks = reachable_hooks(&t).unwrap();
+        let c = t.chain_index("c").unwrap();
+        assert!(masks[c].contains(Hook::Input) && !masks[c].contains(Hook::Output));
+    }
+
+    #[test]
+    fn hook_restrictions_follow_reachability() {
+        let mut t = table_with_chains(&["u"]);
+        let owner = Rule {
+            matches: vec![Match::Owner(OwnerMatch {
+                socket_exists: Some(false),
+                ..Default::default()
+            })],
+            ..Default::default()
+        };
+        t.chain_mut("u").unwrap().rules.push(owner);
+        assert_eq!(
+            check_table(&t),
+            Ok(()),
+            "unreachable: no hook to check against"
+        );
+        t.chain_mut("OUTPUT").unwrap().rules.push(jump("u"));
+        assert_eq!(check_table(&t), Ok(()));
+        t.chain_mut("INPUT").unwrap().rules.push(jump("u"));
+        assert!(
+            matches!(check_table(&t), Err(CheckError::Invalid { .. })),
+            "owner is not valid from INPUT"
+        );
+
+        let mut t = Table::new(TableKind::Filter);
+        let mac = Rule {
+            matches: vec![Match::Mac(MacMatch {
+                addr: [0; 6],
+                invert: false,
+            })],
+            ..Default::default()
+        };
+        t.chain_mut("OUTPUT").unwrap().rules.push(mac);
+        assert!(
+            check_table(&t).is_err(),
+            "no source MAC on locally generated packets"
+        );
+    }
+
+    #[test]
+    fn targets_keep_to_their_tables_and_protocols() {
+        let mut t = Table::new(TableKind::Filter);
+        t.chain_mut("INPUT").unwrap().rules.push(Rule {
+            target: Target::Reject(RejectWith::TcpReset),
+            ..Default::default()
+        });
+        assert!(check_table(&t).is_err(), "tcp-reset needs -p tcp");
+        t.chain_mut("INPUT").unwrap().rules[0].proto = Some(Inv::new(6, false));
+        assert_eq!(check_table(&t), Ok(()));
+        t.chain_mut("INPUT").unwrap().rules[0].proto = Some(Inv::new(6, true));
+        assert!(check_table(&t).is_err(), "! -p tcp is not tcp");
+
+        let mut nat = Table::new(TableKind::Nat);
+        nat.chain_mut("PREROUTING").unwrap().rules.push(Rule {
+            target: Target::Masquerade(Default::default()),
+            ..Default::default()
+        });
+        assert!(check_table(&nat).is_err(), "MASQUERADE only in POSTROUTING");
+        let mut filter = Table::new(TableKind::Filter);
+        filter.chain_mut("FORWARD").unwrap().rules.push(Rule {
+            target: Target::Masquerade(Default::default()),
+            ..Default::default()
+        });
+        assert!(check_table(&filter).is_err(), "MASQUERADE only in nat");
+    }
+
+    #[test]
+    fn limit_overflow_is_a_range_error() {
+        let day = LimitMatch::SCALE * 86400;
+        let rule = |burst| Rule {
+            matches: vec![Match::Limit(LimitMatch { avg: day, burst })],
+            ..Default::default()
+        };
+        let mut t = Table::new(TableKind::Filter);
+        t.chain_mut("INPUT").unwrap().rules.push(rule(1));
+        assert_eq!(check_table(&t), Ok(()));
+        t.chain_mut("INPUT").unwrap().rules.push(rule(2));
+        assert!(matches!(check_table(&t), Err(CheckError::Range { .. })));
+        t.chain_mut("INPUT").unwrap().rules[1] = rule(0);
+        assert!(matches!(check_table(&t), Err(CheckError::Range { .. })));
+        assert_eq!(CREDITS_PER_JIFFY, 128);
+    }
+}
