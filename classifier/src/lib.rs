@@ -1,10 +1,17 @@
-//! pollwall's classifier crate: the rule model shared by every layer.
+//! pollwall's classifier crate: a pure library (no I/O, no threads).
 //!
-//! This is a pure library (no I/O, no threads). Today it holds the rule model ([`model`]):
-//! tables, chains, policies, rules, matches, targets, counters and stable rule ids, plus the
-//! checks the kernel applies to a table before accepting it ([`model::check`]). The packet views,
-//! the reference evaluator and the compiled decision trees follow in later issues.
+//! - [`model`]: the rule model shared by every layer (tables, chains, rules, matches, targets,
+//!   counters, stable rule ids) and the kernel's table checks.
+//! - [`wire`]: bounds-checked zero-copy packet views; [`packet`]: the header fields and metadata
+//!   rules look at.
+//! - [`eval`]: the reference evaluator, the plain in-order walk that defines the semantics.
+//! - [`compile`]: the compiler to decision trees and the batch classifier, which must agree with
+//!   the reference evaluator on every verdict and counter.
 
+pub mod compile;
+pub mod eval;
 pub mod model;
+pub mod packet;
+pub mod wire;
 
 pub use model::*;

@@ -3,7 +3,10 @@
 
 mod binary;
 mod common;
+mod differential;
 mod golden;
 mod iptables_t;
+mod kernel_diff;
+mod netns;
 mod robustness;
 mod roundtrip;

@@ -1,0 +1,333 @@
+//! The compiler: a [`Ruleset`] becomes an immutable [`CompiledRuleset`] (DPDK `rte_acl` style:
+//! build once, then `classify(&self, ...)` from any number of workers, each with its own
+//! [`WorkerState`] for counters and limit buckets).
+//!
+//! Each chain of each table is compiled into decision trees ([`chain`], [`tree`]) over the rules'
+//! boxes ([`rbox`]); the walk over chains (jumps, gotos, RETURN, policies, non-terminal targets)
+//! is the reference evaluator's, with the trees finding the next matching rule. Packets that could
+//! make a match "hotdrop" (truncated L4 headers, the evil TCP fragment at offset 1) take the
+//! linear walk, so verdicts and counters are those of the reference evaluator for every packet.
+
+pub mod chain;
+pub mod rbox;
+pub mod tree;
+
+use crate::eval::limit::Bucket;
+use crate::eval::{hook_tables, Hit, Trace, Verdict};
+use crate::model::*;
+use crate::packet::{Headers, PacketMeta, TcpOptions, L4};
+use chain::{CChain, CTarget, Found};
+use rbox::Key;
+pub use tree::TreeParams;
+
+/// Receives what a traversal did, besides counting (tests record it; the dataplane ignores it).
+pub trait Recorder {
+    fn hit(&mut self, _hit: Hit) {}
+    fn log(&mut self, _rule: RuleId) {}
+    fn nat(&mut self, _rule: RuleId) {}
+}
+
+/// Records nothing.
+pub struct NoRecord;
+impl Recorder for NoRecord {}
+
+impl Recorder for Trace {
+    fn hit(&mut self, hit: Hit) {
+        self.hits.push(hit);
+    }
+    fn log(&mut self, rule: RuleId) {
+        self.logs.push(rule);
+    }
+    fn nat(&mut self, rule: RuleId) {
+        self.nat = Some(rule);
+    }
+}
+
+/// One table compiled.
+#[derive(Clone, Debug)]
+struct CTable {
+    kind: TableKind,
+    chains: Vec<CChain>,
+    /// Chain index of each hook's built-in chain.
+    hook_chain: [Option<u32>; 5],
+    /// Policy of each hook's chain and its counter slot.
+    policy: [(Policy, u32); 5],
+    /// Whether each chain is built-in.
+    builtin: Vec<bool>,
+}
+
+/// An immutable compiled ruleset.
+#[derive(Clone, Debug)]
+pub struct CompiledRuleset {
+    tables: Vec<CTable>,
+    /// Rule id of each counter slot.
+    pub rule_ids: Vec<RuleId>,
+    /// (table, hook) of each policy counter slot.
+    pub policy_slots: Vec<(TableKind, Hook)>,
+    buckets_init: Vec<Bucket>,
+    start_ns: u64,
+}
+
+/// Per-worker mutable state: counters by slot, policy counters, limit buckets.
+#[derive(Clone, Debug)]
+pub struct WorkerState {
+    pub counters: Vec<Counters>,
+    pub policy: Vec<Counters>,
+    pub buckets: Vec<Bucket>,
+}
+
+fn table_index(kind: TableKind) -> usize {
+    match kind {
+        TableKind::Raw => 0,
+        TableKind::Mangle => 1,
+        TableKind::Nat => 2,
+        TableKind::Filter => 3,
+    }
+}
+
+/// Can a match hotdrop this packet? Then the linear walk decides it.
+#[inline]
+pub fn needs_slow_path(h: &Headers) -> bool {
+    if h.frag_off == 1 && h.proto == 6 {
+        return true;
+    }
+    if h.frag_off != 0 {
+        return false;
+    }
+    match h.l4 {
+        L4::Short { .. } => true,
+        L4::Tcp { options, .. } => !matches!(options, TcpOptions::Kinds(_)),
+        _ => false,
+    }
+}
+
+impl CompiledRuleset {
+    /// Compiles `rs`; limit buckets start full at `start_ns`.
+    pub fn compile(rs: &Ruleset, start_ns: u64, params: &TreeParams) -> CompiledRuleset {
+        let mut rule_ids = Vec::new();
+        let mut policy_slots = Vec::new();
+        let mut bucket_count = 0u32;
+        let mut buckets_init = Vec::new();
+        let mut tables = Vec::new();
+        for t in &rs.tables {
+            let index_of = |name: &str| t.chain_index(name).map(|i| i as u32);
+            let mut chains = Vec::new();
+            for c in &t.chains {
+                let targets = c
+                    .rules
+                    .iter()
+                    .map(|r| match &r.target {
+                        Target::None | Target::Log(_) | Target::Mark(_) => CTarget::Continue,
+                        Target::Accept => CTarget::Accept,
+                        Target::Drop => CTarget::Drop,
+                        Target::Return => CTarget::Return,
+                        Target::Jump(n) => index_of(n).map_or(CTarget::Continue, CTarget::Jump),
+                        Target::Goto(n) => index_of(n).map_or(CTarget::Continue, CTarget::Goto),
+                        _ => CTarget::Other,
+                    })
+                    .collect();
+                let base = rule_ids.len() as u32;
+                rule_ids.extend(c.rules.iter().map(|r| r.id));
+                let before = bucket_count;
+                let cc = CChain::build(&c.rules, targets, base, &mut bucket_count, params);
+                for r in &c.rules {
+                    for m in &r.matches {
+                        if let Match::Limit(l) = m {
+                            buckets_init.push(Bucket::new(l, start_ns));
+                        }
+                    }
+                }
+                debug_assert_eq!(buckets_init.len() as u32, bucket_count, "one bucket per limit match");
+                let _ = before;
+                chains.push(cc);
+            }
+            let mut hook_chain = [None; 5];
+            let mut policy = [(Policy::Accept, 0); 5];
+            for (hi, hook) in Hook::ALL.iter().enumerate() {
+                if let Some(ci) = index_of(hook.name()) {
+                    hook_chain[hi] = Some(ci);
+                    policy[hi] = (t.chains[ci as usize].policy, policy_slots.len() as u32);
+                    policy_slots.push((t.kind, *hook));
+                }
+            }
+            let builtin = t.chains.iter().map(Chain::is_builtin).collect();
+            tables.push(CTable { kind: t.kind, chains, hook_chain, policy, builtin });
+        }
+        tables.sort_by_key(|t| table_index(t.kind));
+        CompiledRuleset { tables, rule_ids, policy_slots, buckets_init, start_ns }
+    }
+
+    /// A fresh per-worker state (zero counters, full buckets).
+    pub fn new_state(&self) -> WorkerState {
+        WorkerState {
+            counters: vec![Counters::default(); self.rule_ids.len()],
+            policy: vec![Counters::default(); self.policy_slots.len()],
+            buckets: self.buckets_init.clone(),
+        }
+    }
+
+    pub fn start_ns(&self) -> u64 {
+        self.start_ns
+    }
+
+    /// Bytes of memory the compiled structures hold (trees, rule tables).
+    pub fn memory_bytes(&self) -> usize {
+        self.tables.iter().flat_map(|t| t.chains.iter()).map(CChain::memory_bytes).sum()
+    }
+
+    fn table(&self, kind: TableKind) -> Option<&CTable> {
+        self.tables.iter().find(|t| t.kind == kind)
+    }
+
+    /// Runs `hook`'s tables on one packet: counters go to `st`, details to `rec`.
+    pub fn classify<R: Recorder>(
+        &self,
+        hook: Hook,
+        h: &Headers,
+        meta: &PacketMeta,
+        st: &mut WorkerState,
+        rec: &mut R,
+    ) -> (Verdict, u32) {
+        let key = Key::of(h);
+        let fast = !needs_slow_path(h);
+        let mut mark = meta.mark;
+        for &kind in hook_tables(hook) {
+            let Some(t) = self.table(kind) else { continue };
+            if kind == TableKind::Nat && meta.ct.state & ct_state::NEW == 0 {
+                continue;
+            }
+            let hi = hook as usize;
+            let Some(start) = t.hook_chain[hi] else { continue };
+            match self.walk_table(t, hi, start, &key, h, meta, &mut mark, st, rec, fast) {
+                None => {}
+                Some(v) => return (v, mark),
+            }
+        }
+        (Verdict::Accept, mark)
+    }
+
+    /// Classifies a batch of packets on one hook (`verdicts[i]` for `pkts[i]`).
+    pub fn classify_batch(
+        &self,
+        hook: Hook,
+        pkts: &[(Headers, PacketMeta)],
+        st: &mut WorkerState,
+        verdicts: &mut [(Verdict, u32)],
+    ) {
+        for (p, v) in pkts.iter().zip(verdicts.iter_mut()) {
+            *v = self.classify(hook, &p.0, &p.1, st, &mut NoRecord);
+        }
+    }
+
+    /// One table; None means ACCEPT (the next table runs).
+    #[allow(clippy::too_many_arguments)]
+    fn walk_table<R: Recorder>(
+        &self,
+        t: &CTable,
+        hi: usize,
+        start: u32,
+        key: &Key,
+        h: &Headers,
+        meta: &PacketMeta,
+        mark: &mut u32,
+        st: &mut WorkerState,
+        rec: &mut R,
+        fast: bool,
+    ) -> Option<Verdict> {
+        let hook = Hook::ALL[hi];
+        let mut chain = start as usize;
+        let mut pos = 0usize;
+        // Jump return points; chains nest at most as deep as the chain count.
+        let mut stack: [(u32, u32); 64] = [(0, 0); 64];
+        let mut depth = 0usize;
+        let bytes = u64::from(h.ip_len);
+        loop {
+            let c = &t.chains[chain];
+            let found = c.next_match(pos, key, h, meta, *mark, &mut st.buckets, fast);
+            let i = match found {
+                Found::HotDrop => return Some(Verdict::HotDrop),
+                Found::End => {
+                    if depth > 0 && !t.builtin[chain] {
+                        depth -= 1;
+                        (chain, pos) = (stack[depth].0 as usize, stack[depth].1 as usize);
+                        continue;
+                    }
+                    return self.policy(t, hi, hook, bytes, st, rec);
+                }
+                Found::Rule(i) => i,
+            };
+            let cr = &c.rules[i];
+            let cnt = &mut st.counters[cr.dense as usize];
+            cnt.packets += 1;
+            cnt.bytes += bytes;
+            let rule = &c.model[i];
+            rec.hit(Hit::Rule(rule.id));
+            pos = i + 1;
+            match c.targets[i] {
+                CTarget::Continue => match &rule.target {
+                    Target::Log(_) => rec.log(rule.id),
+                    Target::Mark(m) => *mark = (*mark & !m.mask) ^ m.value,
+                    _ => {}
+                },
+                CTarget::Accept => return None,
+                CTarget::Drop => return Some(Verdict::Drop),
+                CTarget::Return => {
+                    if depth == 0 {
+                        return self.policy(t, hi, hook, bytes, st, rec);
+                    }
+                    depth -= 1;
+                    (chain, pos) = (stack[depth].0 as usize, stack[depth].1 as usize);
+                }
+                CTarget::Jump(n) => {
+                    if depth == stack.len() {
+                        // Deeper than any loop-free table allows: treat as the kernel's stack
+                        // overflow protection would, by dropping.
+                        return Some(Verdict::Drop);
+                    }
+                    stack[depth] = (chain as u32, pos as u32);
+                    depth += 1;
+                    (chain, pos) = (n as usize, 0);
+                }
+                CTarget::Goto(n) => (chain, pos) = (n as usize, 0),
+                CTarget::Other => match &rule.target {
+                    Target::Reject(r) => return Some(Verdict::Reject(*r)),
+                    Target::Queue => {
+                        return Some(Verdict::Queue { num: 0, total: 1, bypass: false, cpu_fanout: false })
+                    }
+                    Target::Nfqueue(q) => {
+                        return Some(Verdict::Queue {
+                            num: q.queue_num,
+                            total: q.queues_total,
+                            bypass: q.bypass,
+                            cpu_fanout: q.cpu_fanout,
+                        })
+                    }
+                    _ => {
+                        rec.nat(rule.id);
+                        return None;
+                    }
+                },
+            }
+        }
+    }
+
+    fn policy<R: Recorder>(
+        &self,
+        t: &CTable,
+        hi: usize,
+        hook: Hook,
+        bytes: u64,
+        st: &mut WorkerState,
+        rec: &mut R,
+    ) -> Option<Verdict> {
+        let (pol, slot) = t.policy[hi];
+        let c = &mut st.policy[slot as usize];
+        c.packets += 1;
+        c.bytes += bytes;
+        rec.hit(Hit::Policy(t.kind, hook));
+        match pol {
+            Policy::Accept => None,
+            Policy::Drop => Some(Verdict::Drop),
+        }
+    }
+}

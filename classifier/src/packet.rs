@@ -1,0 +1,174 @@
+//! What the classifier needs to know about one packet: the header fields rules look at
+//! ([`Headers`], filled from the wire views in [`crate::wire`]) and the metadata that does not come
+//! from the packet bytes ([`PacketMeta`]: interfaces, connection state, mark, owner, time).
+//!
+//! The L4 readout records exactly what the kernel's matches would be able to read, so that a
+//! match on a header that is too short "hotdrops" the packet as the kernel does.
+
+/// TCP flag byte (offset 13) bits are in [`crate::model::tcp_flags`].
+/// Which TCP option kinds are present, as `tcp_find_option` walks them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpOptionKinds(pub [u64; 4]);
+
+impl TcpOptionKinds {
+    pub fn insert(&mut self, kind: u8) {
+        self.0[usize::from(kind >> 6)] |= 1 << (kind & 63);
+    }
+    pub fn contains(&self, kind: u8) -> bool {
+        self.0[usize::from(kind >> 6)] & (1 << (kind & 63)) != 0
+    }
+}
+
+/// The TCP options area as `tcp_mt` sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcpOptions {
+    /// `doff * 4 < 20`: a `--tcp-option` match hotdrops.
+    BadOffset,
+    /// `doff * 4 - 20` bytes of options are not all inside the datagram: `--tcp-option` hotdrops.
+    Truncated,
+    /// The kinds found walking the options (empty when there are none).
+    Kinds(TcpOptionKinds),
+}
+
+/// The transport header readout of a first fragment (or an unfragmented datagram).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum L4 {
+    /// A non-first fragment, or a protocol the matches do not read.
+    None,
+    /// TCP with the full 20-byte header.
+    Tcp { sport: u16, dport: u16, flags: u8, options: TcpOptions },
+    /// UDP with the full 8-byte header.
+    Udp { sport: u16, dport: u16 },
+    /// ICMP with the full 8-byte header.
+    Icmp { icmp_type: u8, code: u8 },
+    /// SCTP, DCCP, UDP-Lite: the first 4 bytes (ports), which is all `multiport` reads.
+    Ports { sport: u16, dport: u16 },
+    /// The protocol's header is shorter than what its matches read (`hdr_len` bytes present):
+    /// a match that needs more hotdrops; `multiport` still works when `hdr_len >= 4`.
+    Short { hdr_len: u16, sport: u16, dport: u16 },
+}
+
+/// Header fields of one IPv4 packet, after the checks `ip_rcv` does (a packet that fails them
+/// never reaches a table: it is dropped and counted before classification).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Headers {
+    pub src: u32,
+    pub dst: u32,
+    pub proto: u8,
+    /// IPv4 total length: what byte counters count.
+    pub ip_len: u16,
+    /// Fragment offset in 8-byte units (0 for a first fragment or an unfragmented datagram).
+    pub frag_off: u16,
+    pub more_frags: bool,
+    pub dont_frag: bool,
+    pub tos: u8,
+    pub ttl: u8,
+    pub ip_id: u16,
+    /// IP header length in bytes (20..=60).
+    pub ihl_bytes: u8,
+    pub l4: L4,
+    /// Ethernet source and destination, when the packet came from an Ethernet port.
+    pub src_mac: Option<[u8; 6]>,
+    pub dst_mac: Option<[u8; 6]>,
+    /// 802.1Q VLAN id, when tagged.
+    pub vlan: Option<u16>,
+    /// Offset of the IPv4 header in the frame.
+    pub l3_offset: u16,
+}
+
+impl Headers {
+    /// Source and destination ports when the L4 readout has them (for keys and multiport).
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        match self.l4 {
+            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } | L4::Ports { sport, dport } => Some((sport, dport)),
+            L4::Short { hdr_len, sport, dport } if hdr_len >= 4 => Some((sport, dport)),
+            _ => None,
+        }
+    }
+}
+
+/// An interface name (at most 15 bytes), stored inline so metadata never allocates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IfName {
+    len: u8,
+    bytes: [u8; 16],
+}
+
+impl IfName {
+    /// The empty name (no interface, e.g. `-i` in OUTPUT).
+    pub const NONE: IfName = IfName { len: 0, bytes: [0; 16] };
+
+    /// None when longer than 15 bytes.
+    pub fn new(name: &str) -> Option<IfName> {
+        let b = name.as_bytes();
+        if b.len() > 15 {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(IfName { len: b.len() as u8, bytes })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+/// Connection-tracking facts a rule can match (filled by connection tracking; until it exists,
+/// every packet is NEW with no status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtInfo {
+    /// `ct_state` bits (`model::ct_state`): NEW, ESTABLISHED, ... plus SNAT/DNAT virtual states.
+    pub state: u32,
+    /// `ct_status` bits.
+    pub status: u32,
+    /// Original and reply tuples: (src, dst, sport, dport).
+    pub orig: (u32, u32, u16, u16),
+    pub reply: (u32, u32, u16, u16),
+    pub l4proto: u8,
+    /// Seconds left before the entry expires.
+    pub expires: u32,
+    /// True for packets in the reply direction.
+    pub reply_dir: bool,
+}
+
+impl CtInfo {
+    /// A packet that starts a new connection (what every packet is before conntrack exists).
+    pub fn new_from(h: &Headers) -> CtInfo {
+        let (sp, dp) = h.ports().unwrap_or((0, 0));
+        CtInfo {
+            state: crate::model::ct_state::NEW,
+            status: 0,
+            orig: (h.src, h.dst, sp, dp),
+            reply: (h.dst, h.src, dp, sp),
+            l4proto: h.proto,
+            expires: 0,
+            reply_dir: false,
+        }
+    }
+}
+
+/// The socket that sent a locally generated packet (`-m owner`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Everything about a packet that is not in its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PacketMeta {
+    pub in_iface: IfName,
+    pub out_iface: IfName,
+    pub ct: CtInfo,
+    /// `skb->mark` on entry to the hook.
+    pub mark: u32,
+    /// The sending socket, for OUTPUT/POSTROUTING packets of local processes.
+    pub owner: Option<Owner>,
+    /// Arrival time in nanoseconds (any monotonic origin): drives `limit`.
+    pub now_ns: u64,
+}
