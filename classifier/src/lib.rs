@@ -8,6 +8,7 @@
 //! - [`compile`]: the compiler to decision trees and the batch classifier, which must agree with
 //!   the reference evaluator on every verdict and counter.
 
+pub mod classbench;
 pub mod compile;
 pub mod eval;
 pub mod model;

@@ -36,7 +36,12 @@ pub enum L4 {
     /// A non-first fragment, or a protocol the matches do not read.
     None,
     /// TCP with the full 20-byte header.
-    Tcp { sport: u16, dport: u16, flags: u8, options: TcpOptions },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        options: TcpOptions,
+    },
     /// UDP with the full 8-byte header.
     Udp { sport: u16, dport: u16 },
     /// ICMP with the full 8-byte header.
@@ -45,7 +50,11 @@ pub enum L4 {
     Ports { sport: u16, dport: u16 },
     /// The protocol's header is shorter than what its matches read (`hdr_len` bytes present):
     /// a match that needs more hotdrops; `multiport` still works when `hdr_len >= 4`.
-    Short { hdr_len: u16, sport: u16, dport: u16 },
+    Short {
+        hdr_len: u16,
+        sport: u16,
+        dport: u16,
+    },
 }
 
 /// Header fields of one IPv4 packet, after the checks `ip_rcv` does (a packet that fails them
@@ -80,8 +89,14 @@ impl Headers {
     /// Source and destination ports when the L4 readout has them (for keys and multiport).
     pub fn ports(&self) -> Option<(u16, u16)> {
         match self.l4 {
-            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } | L4::Ports { sport, dport } => Some((sport, dport)),
-            L4::Short { hdr_len, sport, dport } if hdr_len >= 4 => Some((sport, dport)),
+            L4::Tcp { sport, dport, .. }
+            | L4::Udp { sport, dport }
+            | L4::Ports { sport, dport } => Some((sport, dport)),
+            L4::Short {
+                hdr_len,
+                sport,
+                dport,
+            } if hdr_len >= 4 => Some((sport, dport)),
             _ => None,
         }
     }
@@ -96,7 +111,10 @@ pub struct IfName {
 
 impl IfName {
     /// The empty name (no interface, e.g. `-i` in OUTPUT).
-    pub const NONE: IfName = IfName { len: 0, bytes: [0; 16] };
+    pub const NONE: IfName = IfName {
+        len: 0,
+        bytes: [0; 16],
+    };
 
     /// None when longer than 15 bytes.
     pub fn new(name: &str) -> Option<IfName> {
@@ -106,7 +124,10 @@ impl IfName {
         }
         let mut bytes = [0u8; 16];
         bytes[..b.len()].copy_from_slice(b);
-        Some(IfName { len: b.len() as u8, bytes })
+        Some(IfName {
+            len: b.len() as u8,
+            bytes,
+        })
     }
 
     pub fn as_bytes(&self) -> &[u8] {

@@ -2,6 +2,7 @@
 //! iptables oracle's transcripts and test vectors, round trips, and the real binary's behaviour.
 
 mod binary;
+mod classbench;
 mod common;
 mod differential;
 mod golden;

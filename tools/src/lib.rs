@@ -1,4 +1,5 @@
 //! pollwall tools: helpers behind the binaries in `src/bin/` (today the ClassBench
-//! converter, [`classbench`]), kept in a library so benches and tests can use them in process.
+//! converter over [`classbench`], which lives in the classifier crate), kept in a library so
+//! benches and tests can use them in process.
 
-pub mod classbench;
+pub use classifier::classbench;

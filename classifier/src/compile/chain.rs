@@ -90,12 +90,20 @@ impl CChain {
                 }
             }
             stateful.push(!limit_slots.is_empty());
-            rules.push(CRule { rbox, exact, dense: dense_base + i as u32, limit_slots });
+            rules.push(CRule {
+                rbox,
+                exact,
+                dense: dense_base + i as u32,
+                limit_slots,
+            });
         }
         let terminal: Vec<bool> = model
             .iter()
             .map(|r| {
-                !matches!(r.target, Target::None | Target::Jump(_) | Target::Log(_) | Target::Mark(_))
+                !matches!(
+                    r.target,
+                    Target::None | Target::Jump(_) | Target::Log(_) | Target::Mark(_)
+                )
             })
             .collect();
         let mut parts: [Vec<u32>; 4] = Default::default();
@@ -111,9 +119,22 @@ impl CChain {
             }
         }
         parts[0].sort_unstable();
-        let info = Info { rules: &rules, terminal: &terminal };
-        let trees = parts.iter().filter(|p| !p.is_empty()).map(|p| Tree::build(p, &info, params)).collect();
-        CChain { rules, model: model.to_vec(), targets, stateful, trees }
+        let info = Info {
+            rules: &rules,
+            terminal: &terminal,
+        };
+        let trees = parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| Tree::build(p, &info, params))
+            .collect();
+        CChain {
+            rules,
+            model: model.to_vec(),
+            targets,
+            stateful,
+            trees,
+        }
     }
 
     pub fn memory_bytes(&self) -> usize {
@@ -123,7 +144,14 @@ impl CChain {
 
     /// The full check of rule `i` (IP part and matches in order), spending limit tokens.
     #[inline]
-    pub fn check(&self, i: usize, h: &Headers, meta: &PacketMeta, mark: u32, buckets: &mut [Bucket]) -> RuleMatch {
+    pub fn check(
+        &self,
+        i: usize,
+        h: &Headers,
+        meta: &PacketMeta,
+        mark: u32,
+        buckets: &mut [Bucket],
+    ) -> RuleMatch {
         let env = MatchEnv { mark, meta };
         let slots = &self.rules[i].limit_slots;
         rule_matches(&self.model[i], h, &env, |mi, _| {

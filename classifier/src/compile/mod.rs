@@ -137,7 +137,11 @@ impl CompiledRuleset {
                         }
                     }
                 }
-                debug_assert_eq!(buckets_init.len() as u32, bucket_count, "one bucket per limit match");
+                debug_assert_eq!(
+                    buckets_init.len() as u32,
+                    bucket_count,
+                    "one bucket per limit match"
+                );
                 let _ = before;
                 chains.push(cc);
             }
@@ -151,10 +155,22 @@ impl CompiledRuleset {
                 }
             }
             let builtin = t.chains.iter().map(Chain::is_builtin).collect();
-            tables.push(CTable { kind: t.kind, chains, hook_chain, policy, builtin });
+            tables.push(CTable {
+                kind: t.kind,
+                chains,
+                hook_chain,
+                policy,
+                builtin,
+            });
         }
         tables.sort_by_key(|t| table_index(t.kind));
-        CompiledRuleset { tables, rule_ids, policy_slots, buckets_init, start_ns }
+        CompiledRuleset {
+            tables,
+            rule_ids,
+            policy_slots,
+            buckets_init,
+            start_ns,
+        }
     }
 
     /// A fresh per-worker state (zero counters, full buckets).
@@ -172,7 +188,11 @@ impl CompiledRuleset {
 
     /// Bytes of memory the compiled structures hold (trees, rule tables).
     pub fn memory_bytes(&self) -> usize {
-        self.tables.iter().flat_map(|t| t.chains.iter()).map(CChain::memory_bytes).sum()
+        self.tables
+            .iter()
+            .flat_map(|t| t.chains.iter())
+            .map(CChain::memory_bytes)
+            .sum()
     }
 
     fn table(&self, kind: TableKind) -> Option<&CTable> {
@@ -197,7 +217,9 @@ impl CompiledRuleset {
                 continue;
             }
             let hi = hook as usize;
-            let Some(start) = t.hook_chain[hi] else { continue };
+            let Some(start) = t.hook_chain[hi] else {
+                continue;
+            };
             match self.walk_table(t, hi, start, &key, h, meta, &mut mark, st, rec, fast) {
                 None => {}
                 Some(v) => return (v, mark),
@@ -292,7 +314,12 @@ impl CompiledRuleset {
                 CTarget::Other => match &rule.target {
                     Target::Reject(r) => return Some(Verdict::Reject(*r)),
                     Target::Queue => {
-                        return Some(Verdict::Queue { num: 0, total: 1, bypass: false, cpu_fanout: false })
+                        return Some(Verdict::Queue {
+                            num: 0,
+                            total: 1,
+                            bypass: false,
+                            cpu_fanout: false,
+                        })
                     }
                     Target::Nfqueue(q) => {
                         return Some(Verdict::Queue {

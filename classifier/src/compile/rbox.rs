@@ -33,8 +33,18 @@ impl Key {
     #[inline]
     pub fn of(h: &Headers) -> Key {
         let frag = h.frag_off != 0;
-        let (sp, dp) = if frag { (0, 0) } else { h.ports().unwrap_or((0, 0)) };
-        Key([h.src, h.dst, u32::from(sp), u32::from(dp), u32::from(h.proto) << 1 | u32::from(frag)])
+        let (sp, dp) = if frag {
+            (0, 0)
+        } else {
+            h.ports().unwrap_or((0, 0))
+        };
+        Key([
+            h.src,
+            h.dst,
+            u32::from(sp),
+            u32::from(dp),
+            u32::from(h.proto) << 1 | u32::from(frag),
+        ])
     }
 }
 
@@ -46,7 +56,10 @@ pub struct RBox {
 }
 
 impl RBox {
-    pub const FULL: RBox = RBox { lo: [0; DIMS], hi: DIM_MAX };
+    pub const FULL: RBox = RBox {
+        lo: [0; DIMS],
+        hi: DIM_MAX,
+    };
 
     #[inline]
     pub fn contains(&self, k: &Key) -> bool {
@@ -145,7 +158,9 @@ pub fn rule_box(rule: &Rule) -> (RBox, bool) {
     // The protocol dimension: `proto << 1 | non-first-fragment`.
     match (proto, rule.frag) {
         (Some(p), None) => (b.lo[PROTO], b.hi[PROTO]) = (p << 1, p << 1 | u32::from(!l4)),
-        (Some(p), Some(FragMatch::FirstOrUnfragmented)) => (b.lo[PROTO], b.hi[PROTO]) = (p << 1, p << 1),
+        (Some(p), Some(FragMatch::FirstOrUnfragmented)) => {
+            (b.lo[PROTO], b.hi[PROTO]) = (p << 1, p << 1)
+        }
         (Some(p), Some(FragMatch::NonFirst)) => {
             (b.lo[PROTO], b.hi[PROTO]) = (p << 1 | 1, p << 1 | 1);
             if l4 {

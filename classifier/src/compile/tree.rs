@@ -25,7 +25,12 @@ pub struct TreeParams {
 
 impl Default for TreeParams {
     fn default() -> Self {
-        TreeParams { binth: 8, spfac: 4.0, max_cut_bits: 8, max_depth: 24 }
+        TreeParams {
+            binth: 8,
+            spfac: 4.0,
+            max_cut_bits: 8,
+            max_depth: 24,
+        }
     }
 }
 
@@ -63,23 +68,46 @@ impl Tree {
     /// Builds a tree over `rules` (positions, ascending).
     pub fn build(rules: &[u32], info: &impl RuleInfo, p: &TreeParams) -> Tree {
         let mut t = Tree::default();
-        let root = RBox { lo: [0; DIMS], hi: super::rbox::DIM_MAX };
-        t.nodes.push(Node { dim: LEAF, shift: 0, _pad: 0, lo: 0, first: 0, len: 0 });
+        let root = RBox {
+            lo: [0; DIMS],
+            hi: super::rbox::DIM_MAX,
+        };
+        t.nodes.push(Node {
+            dim: LEAF,
+            shift: 0,
+            _pad: 0,
+            lo: 0,
+            first: 0,
+            len: 0,
+        });
         let mut work = vec![(0u32, root, prune(rules, &root, info), 0u32)];
         while let Some((id, region, rs, depth)) = work.pop() {
             match choose_cut(&region, &rs, info, p, depth) {
                 None => {
                     let first = t.leaf_rules.len() as u32;
                     t.leaf_rules.extend_from_slice(&rs);
-                    t.nodes[id as usize] = Node { dim: LEAF, shift: 0, _pad: 0, lo: 0, first, len: rs.len() as u32 };
+                    t.nodes[id as usize] = Node {
+                        dim: LEAF,
+                        shift: 0,
+                        _pad: 0,
+                        lo: 0,
+                        first,
+                        len: rs.len() as u32,
+                    };
                 }
                 Some((dim, bits)) => {
                     let width_bits = region_bits(&region, dim);
                     let shift = width_bits - bits;
                     let first = t.children.len() as u32;
                     let n = 1u32 << bits;
-                    t.nodes[id as usize] =
-                        Node { dim: dim as u8, shift: shift as u8, _pad: 0, lo: region.lo[dim], first, len: n };
+                    t.nodes[id as usize] = Node {
+                        dim: dim as u8,
+                        shift: shift as u8,
+                        _pad: 0,
+                        lo: region.lo[dim],
+                        first,
+                        len: n,
+                    };
                     t.children.resize(t.children.len() + n as usize, 0);
                     // Identical children (same rule list) share one subtree.
                     let mut prev: Option<(Vec<u32>, u32)> = None;
@@ -92,7 +120,14 @@ impl Tree {
                             Some((prs, pid)) if *prs == crs && crs.len() <= p.binth => *pid,
                             _ => {
                                 let cid = t.nodes.len() as u32;
-                                t.nodes.push(Node { dim: LEAF, shift: 0, _pad: 0, lo: 0, first: 0, len: 0 });
+                                t.nodes.push(Node {
+                                    dim: LEAF,
+                                    shift: 0,
+                                    _pad: 0,
+                                    lo: 0,
+                                    first: 0,
+                                    len: 0,
+                                });
                                 work.push((cid, sub, crs.clone(), depth + 1));
                                 prev = Some((crs, cid));
                                 cid
@@ -121,7 +156,8 @@ impl Tree {
 
     /// Bytes of memory the tree holds.
     pub fn memory_bytes(&self) -> usize {
-        self.nodes.len() * std::mem::size_of::<Node>() + (self.children.len() + self.leaf_rules.len()) * 4
+        self.nodes.len() * std::mem::size_of::<Node>()
+            + (self.children.len() + self.leaf_rules.len()) * 4
     }
 
     pub fn depth_stats(&self) -> (usize, usize) {
@@ -152,7 +188,13 @@ fn prune(rules: &[u32], region: &RBox, info: &impl RuleInfo) -> Vec<u32> {
 
 /// HiCuts' choice: the dimension whose rule boundaries are most distinct inside the region, and
 /// the largest number of cuts within the space factor. None: make a leaf.
-fn choose_cut(region: &RBox, rs: &[u32], info: &impl RuleInfo, p: &TreeParams, depth: u32) -> Option<(usize, u32)> {
+fn choose_cut(
+    region: &RBox,
+    rs: &[u32],
+    info: &impl RuleInfo,
+    p: &TreeParams,
+    depth: u32,
+) -> Option<(usize, u32)> {
     if rs.len() <= p.binth || depth >= p.max_depth {
         return None;
     }
@@ -211,7 +253,14 @@ fn choose_cut(region: &RBox, rs: &[u32], info: &impl RuleInfo, p: &TreeParams, d
 }
 
 /// (sum over children of their rule counts, largest child) for a cut.
-fn child_counts(region: &RBox, rs: &[u32], info: &impl RuleInfo, dim: usize, shift: u32, n: u64) -> (usize, usize) {
+fn child_counts(
+    region: &RBox,
+    rs: &[u32],
+    info: &impl RuleInfo,
+    dim: usize,
+    shift: u32,
+    n: u64,
+) -> (usize, usize) {
     let mut counts = vec![0usize; n as usize];
     for &r in rs {
         let b = info.rbox(r);
@@ -226,5 +275,8 @@ fn child_counts(region: &RBox, rs: &[u32], info: &impl RuleInfo, dim: usize, shi
             *c += 1;
         }
     }
-    (counts.iter().sum(), counts.iter().copied().max().unwrap_or(0))
+    (
+        counts.iter().sum(),
+        counts.iter().copied().max().unwrap_or(0),
+    )
 }

@@ -22,7 +22,12 @@ impl Bucket {
     /// A full bucket, as `limit_mt_check` leaves it when the rule is loaded at `now_ns`.
     pub fn new(m: &LimitMatch, now_ns: u64) -> Bucket {
         let cap = user2credits(m.avg.wrapping_mul(m.burst));
-        Bucket { prev: jiffies(now_ns), credit: cap, cap, cost: user2credits(m.avg) }
+        Bucket {
+            prev: jiffies(now_ns),
+            credit: cap,
+            cap,
+            cost: user2credits(m.avg),
+        }
     }
 
     /// `limit_mt`: refill by elapsed jiffies, then spend one packet's cost if there is enough.
@@ -30,7 +35,9 @@ impl Bucket {
         let now = jiffies(now_ns);
         let elapsed = now.wrapping_sub(std::mem::replace(&mut self.prev, now));
         // `credit` is a u32 in the kernel: the refill wraps like it does there.
-        self.credit = self.credit.wrapping_add(elapsed.wrapping_mul(u64::from(CREDITS_PER_JIFFY)) as u32);
+        self.credit = self
+            .credit
+            .wrapping_add(elapsed.wrapping_mul(u64::from(CREDITS_PER_JIFFY)) as u32);
         if self.credit > self.cap {
             self.credit = self.cap;
         }
@@ -50,7 +57,10 @@ mod tests {
     #[test]
     fn burst_then_rate() {
         // 3/sec, burst 5: five packets pass at once, then one every 1/3 s.
-        let m = LimitMatch { avg: LimitMatch::SCALE / 3, burst: 5 };
+        let m = LimitMatch {
+            avg: LimitMatch::SCALE / 3,
+            burst: 5,
+        };
         let mut b = Bucket::new(&m, 0);
         let passed = (0..10).filter(|_| b.take(0)).count();
         assert_eq!(passed, 5);

@@ -77,16 +77,33 @@ fn ports_in(r: PortRange, p: u16, inv: bool) -> bool {
 }
 
 /// Evaluates one match. `limit` spends from this match's token bucket (only called for `limit`).
-pub fn match_one(m: &Match, h: &Headers, env: &MatchEnv, limit: impl FnOnce(&LimitMatch) -> bool) -> RuleMatch {
+pub fn match_one(
+    m: &Match,
+    h: &Headers,
+    env: &MatchEnv,
+    limit: impl FnOnce(&LimitMatch) -> bool,
+) -> RuleMatch {
     use RuleMatch::*;
     let b = |x: bool| if x { Yes } else { No };
     match m {
         Match::Tcp(t) => {
             if h.frag_off != 0 {
                 // "Don't allow a fragment of TCP 8 bytes in" (offset 1 overwrites the flags).
-                return if h.frag_off == 1 && h.proto == 6 { HotDrop } else { No };
+                return if h.frag_off == 1 && h.proto == 6 {
+                    HotDrop
+                } else {
+                    No
+                };
             }
-            let L4::Tcp { sport, dport, flags, options } = h.l4 else { return HotDrop };
+            let L4::Tcp {
+                sport,
+                dport,
+                flags,
+                options,
+            } = h.l4
+            else {
+                return HotDrop;
+            };
             if !ports_in(t.sport, sport, t.inv_sport) || !ports_in(t.dport, dport, t.inv_dport) {
                 return No;
             }
@@ -105,14 +122,18 @@ pub fn match_one(m: &Match, h: &Headers, env: &MatchEnv, limit: impl FnOnce(&Lim
             if h.frag_off != 0 {
                 return No;
             }
-            let L4::Udp { sport, dport } = h.l4 else { return HotDrop };
+            let L4::Udp { sport, dport } = h.l4 else {
+                return HotDrop;
+            };
             b(ports_in(u.sport, sport, u.inv_sport) && ports_in(u.dport, dport, u.inv_dport))
         }
         Match::Icmp(i) => {
             if h.frag_off != 0 {
                 return No;
             }
-            let L4::Icmp { icmp_type, code } = h.l4 else { return HotDrop };
+            let L4::Icmp { icmp_type, code } = h.l4 else {
+                return HotDrop;
+            };
             let hit = i.icmp_type == IcmpMatch::ANY_TYPE
                 || (icmp_type == i.icmp_type && code >= i.code_min && code <= i.code_max);
             b(hit ^ i.invert)
@@ -121,7 +142,9 @@ pub fn match_one(m: &Match, h: &Headers, env: &MatchEnv, limit: impl FnOnce(&Lim
             if h.frag_off != 0 {
                 return No;
             }
-            let Some((sport, dport)) = h.ports() else { return HotDrop };
+            let Some((sport, dport)) = h.ports() else {
+                return HotDrop;
+            };
             let hit = mp.ports.iter().any(|r| match mp.kind {
                 MultiportKind::Source => r.contains(sport),
                 MultiportKind::Destination => r.contains(dport),
@@ -164,8 +187,12 @@ fn conntrack(c: &ConntrackMatch, meta: &PacketMeta) -> bool {
         }
     }
     let addr = |n: &Option<Inv<Ipv4Net>>, a: u32| {
-        n.as_ref()
-            .is_none_or(|n| ok(n.invert, (a ^ u32::from(n.value.addr)) & u32::from(n.value.mask) == 0))
+        n.as_ref().is_none_or(|n| {
+            ok(
+                n.invert,
+                (a ^ u32::from(n.value.addr)) & u32::from(n.value.mask) == 0,
+            )
+        })
     };
     if !addr(&c.orig_src, ct.orig.0)
         || !addr(&c.orig_dst, ct.orig.1)
@@ -174,7 +201,9 @@ fn conntrack(c: &ConntrackMatch, meta: &PacketMeta) -> bool {
     {
         return false;
     }
-    let port = |r: &Option<Inv<PortRange>>, p: u16| r.as_ref().is_none_or(|r| ok(r.invert, r.value.contains(p)));
+    let port = |r: &Option<Inv<PortRange>>, p: u16| {
+        r.as_ref().is_none_or(|r| ok(r.invert, r.value.contains(p)))
+    };
     if !port(&c.orig_src_port, ct.orig.2)
         || !port(&c.orig_dst_port, ct.orig.3)
         || !port(&c.repl_src_port, ct.reply.2)

@@ -28,7 +28,12 @@ pub enum Verdict {
     /// Dropped, and the dataplane answers with this ICMP error or TCP reset.
     Reject(RejectWith),
     /// Handed to userspace queue `num` (of `total` when balancing).
-    Queue { num: u16, total: u16, bypass: bool, cpu_fanout: bool },
+    Queue {
+        num: u16,
+        total: u16,
+        bypass: bool,
+        cpu_fanout: bool,
+    },
 }
 
 /// Which counter a packet moved.
@@ -88,14 +93,23 @@ pub struct RefEvaluator<'a> {
 impl<'a> RefEvaluator<'a> {
     /// `start_ns`: when the ruleset was loaded (limit buckets start full then).
     pub fn new(rs: &'a Ruleset, start_ns: u64) -> RefEvaluator<'a> {
-        RefEvaluator { rs, start_ns, buckets: HashMap::new() }
+        RefEvaluator {
+            rs,
+            start_ns,
+            buckets: HashMap::new(),
+        }
     }
 
     /// Runs every table of `hook` on the packet.
     pub fn eval_hook(&mut self, hook: Hook, h: &Headers, meta: &PacketMeta) -> Trace {
-        let mut trace = Trace { mark: meta.mark, ..Default::default() };
+        let mut trace = Trace {
+            mark: meta.mark,
+            ..Default::default()
+        };
         for &kind in hook_tables(hook) {
-            let Some(table) = self.rs.table(kind) else { continue };
+            let Some(table) = self.rs.table(kind) else {
+                continue;
+            };
             if table.chain(hook.name()).is_none() {
                 continue;
             }
@@ -112,8 +126,17 @@ impl<'a> RefEvaluator<'a> {
         trace
     }
 
-    fn eval_table(&mut self, table: &Table, hook: Hook, h: &Headers, meta: &PacketMeta, trace: &mut Trace) -> TableEnd {
-        let mut chain = table.chain_index(hook.name()).expect("caller checked the hook's chain");
+    fn eval_table(
+        &mut self,
+        table: &Table,
+        hook: Hook,
+        h: &Headers,
+        meta: &PacketMeta,
+        trace: &mut Trace,
+    ) -> TableEnd {
+        let mut chain = table
+            .chain_index(hook.name())
+            .expect("caller checked the hook's chain");
         let mut pos = 0usize;
         let mut stack: Vec<(usize, usize)> = Vec::new();
         loop {
@@ -131,12 +154,18 @@ impl<'a> RefEvaluator<'a> {
             }
             let rule = &rules[pos];
             pos += 1;
-            let env = MatchEnv { mark: trace.mark, meta };
+            let env = MatchEnv {
+                mark: trace.mark,
+                meta,
+            };
             let start = self.start_ns;
             let buckets = &mut self.buckets;
             let now = meta.now_ns;
             let res = rule_matches(rule, h, &env, |i, l| {
-                buckets.entry((rule.id, i)).or_insert_with(|| Bucket::new(l, start)).take(now)
+                buckets
+                    .entry((rule.id, i))
+                    .or_insert_with(|| Bucket::new(l, start))
+                    .take(now)
             });
             match res {
                 RuleMatch::No => continue,
@@ -149,7 +178,12 @@ impl<'a> RefEvaluator<'a> {
                 Target::Accept => return TableEnd::Continue,
                 Target::Drop => return TableEnd::Stop(Verdict::Drop),
                 Target::Queue => {
-                    return TableEnd::Stop(Verdict::Queue { num: 0, total: 1, bypass: false, cpu_fanout: false })
+                    return TableEnd::Stop(Verdict::Queue {
+                        num: 0,
+                        total: 1,
+                        bypass: false,
+                        cpu_fanout: false,
+                    })
                 }
                 Target::Nfqueue(q) => {
                     return TableEnd::Stop(Verdict::Queue {
@@ -168,7 +202,9 @@ impl<'a> RefEvaluator<'a> {
                     None => return self.policy(table, hook, trace),
                 },
                 Target::Jump(name) | Target::Goto(name) => {
-                    let Some(next) = table.chain_index(name) else { continue };
+                    let Some(next) = table.chain_index(name) else {
+                        continue;
+                    };
                     if matches!(rule.target, Target::Jump(_)) {
                         stack.push((chain, pos));
                     }

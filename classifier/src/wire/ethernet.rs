@@ -40,7 +40,11 @@ impl fmt::Display for EthernetAddress {
     /// Lower-case, colon separated, as iptables prints `--mac-source`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = &self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -176,7 +180,11 @@ pub struct Repr {
 impl Repr {
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
         packet.check_len()?;
-        Ok(Repr { src_addr: packet.src_addr(), dst_addr: packet.dst_addr(), ethertype: packet.ethertype() })
+        Ok(Repr {
+            src_addr: packet.src_addr(),
+            dst_addr: packet.dst_addr(),
+            ethertype: packet.ethertype(),
+        })
     }
 
     /// Bytes `emit` writes (the header only; the payload follows it).
@@ -218,9 +226,15 @@ mod tests {
     #[test]
     fn truncated() {
         for len in 0..HEADER_LEN {
-            assert_eq!(Packet::new_checked(&FRAME[..len]).err(), Some(Error::Truncated));
+            assert_eq!(
+                Packet::new_checked(&FRAME[..len]).err(),
+                Some(Error::Truncated)
+            );
         }
-        assert!(Packet::new_checked(&FRAME[..HEADER_LEN]).unwrap().payload().is_empty());
+        assert!(Packet::new_checked(&FRAME[..HEADER_LEN])
+            .unwrap()
+            .payload()
+            .is_empty());
     }
 
     #[test]

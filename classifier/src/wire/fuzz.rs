@@ -51,7 +51,13 @@ fn exercise(bytes: &[u8]) {
     }
 
     if let Ok(p) = ethernet::Packet::new_checked(bytes) {
-        let _ = (p.dst_addr(), p.src_addr(), p.ethertype(), p.payload(), p.header_len());
+        let _ = (
+            p.dst_addr(),
+            p.src_addr(),
+            p.ethertype(),
+            p.payload(),
+            p.header_len(),
+        );
         let r = ethernet::Repr::parse(&p).unwrap();
         let mut out = bytes.to_vec();
         r.emit(&mut ethernet::Packet::new_unchecked(&mut out[..]));
@@ -59,7 +65,14 @@ fn exercise(bytes: &[u8]) {
     }
 
     if let Ok(p) = vlan::Packet::new_checked(bytes) {
-        let _ = (p.tci(), p.pcp(), p.dei(), p.vid(), p.ethertype(), p.payload());
+        let _ = (
+            p.tci(),
+            p.pcp(),
+            p.dei(),
+            p.vid(),
+            p.ethertype(),
+            p.payload(),
+        );
         let r = vlan::Repr::parse(&p).unwrap();
         let mut out = bytes.to_vec();
         r.emit(&mut vlan::Packet::new_unchecked(&mut out[..]));
@@ -67,10 +80,35 @@ fn exercise(bytes: &[u8]) {
     }
 
     if let Ok(p) = ipv4::Packet::new_checked(bytes) {
-        let _ = (p.version(), p.ihl(), p.tos(), p.dscp(), p.ecn(), p.ident(), p.reserved_flag());
-        let _ = (p.dont_frag(), p.more_frags(), p.frag_offset(), p.is_fragment(), p.ttl(), p.protocol());
-        let _ = (p.checksum(), p.src_addr(), p.dst_addr(), p.verify_checksum(), p.options(), p.header());
-        assert_eq!(p.header_len() + p.payload().len(), usize::from(p.total_len()));
+        let _ = (
+            p.version(),
+            p.ihl(),
+            p.tos(),
+            p.dscp(),
+            p.ecn(),
+            p.ident(),
+            p.reserved_flag(),
+        );
+        let _ = (
+            p.dont_frag(),
+            p.more_frags(),
+            p.frag_offset(),
+            p.is_fragment(),
+            p.ttl(),
+            p.protocol(),
+        );
+        let _ = (
+            p.checksum(),
+            p.src_addr(),
+            p.dst_addr(),
+            p.verify_checksum(),
+            p.options(),
+            p.header(),
+        );
+        assert_eq!(
+            p.header_len() + p.payload().len(),
+            usize::from(p.total_len())
+        );
         if let Ok(r) = ipv4::Repr::parse(&p) {
             // Emit gives back the datagram (the reserved flag is not represented).
             let total = r.buffer_len();
@@ -90,9 +128,31 @@ fn exercise(bytes: &[u8]) {
     }
 
     if let Ok(p) = tcp::Packet::new_checked(bytes) {
-        let _ = (p.src_port(), p.dst_port(), p.seq_number(), p.ack_number(), p.ns(), p.flags());
-        let _ = (p.fin(), p.syn(), p.rst(), p.psh(), p.ack(), p.urg(), p.ece(), p.cwr());
-        let _ = (p.window_len(), p.checksum(), p.urgent_at(), p.payload(), p.option_kinds());
+        let _ = (
+            p.src_port(),
+            p.dst_port(),
+            p.seq_number(),
+            p.ack_number(),
+            p.ns(),
+            p.flags(),
+        );
+        let _ = (
+            p.fin(),
+            p.syn(),
+            p.rst(),
+            p.psh(),
+            p.ack(),
+            p.urg(),
+            p.ece(),
+            p.cwr(),
+        );
+        let _ = (
+            p.window_len(),
+            p.checksum(),
+            p.urgent_at(),
+            p.payload(),
+            p.option_kinds(),
+        );
         let mut used = 0;
         for o in p.options_iter() {
             match o {
@@ -123,7 +183,14 @@ fn exercise(bytes: &[u8]) {
     }
 
     if let Ok(p) = udp::Packet::new_checked(bytes) {
-        let _ = (p.src_port(), p.dst_port(), p.len(), p.is_empty(), p.checksum(), p.verify_checksum(A, B));
+        let _ = (
+            p.src_port(),
+            p.dst_port(),
+            p.len(),
+            p.is_empty(),
+            p.checksum(),
+            p.verify_checksum(A, B),
+        );
         assert_eq!(p.payload().len() + 8, usize::from(p.len()));
         let _ = udp::Repr::parse(&p, A, B);
         let mut fixed = bytes[..usize::from(p.len())].to_vec();
@@ -135,12 +202,39 @@ fn exercise(bytes: &[u8]) {
     }
 
     if let Ok(p) = icmp::Packet::new_checked(bytes) {
-        let _ = (p.msg_type(), p.msg_code(), p.checksum(), p.rest_of_header(), p.echo_ident(), p.echo_seq_no());
-        let _ = (p.next_hop_mtu(), p.pointer(), p.gateway(), p.verify_checksum(), p.data());
+        let _ = (
+            p.msg_type(),
+            p.msg_code(),
+            p.checksum(),
+            p.rest_of_header(),
+            p.echo_ident(),
+            p.echo_seq_no(),
+        );
+        let _ = (
+            p.next_hop_mtu(),
+            p.pointer(),
+            p.gateway(),
+            p.verify_checksum(),
+            p.data(),
+        );
         if let Ok(q) = p.quoted() {
             let h = q.header();
-            let _ = (h.version(), h.header_len(), h.total_len(), h.protocol(), h.options(), h.payload());
-            let _ = (h.verify_checksum(), h.frag_offset(), q.src_addr(), q.dst_addr(), q.protocol(), q.ports());
+            let _ = (
+                h.version(),
+                h.header_len(),
+                h.total_len(),
+                h.protocol(),
+                h.options(),
+                h.payload(),
+            );
+            let _ = (
+                h.verify_checksum(),
+                h.frag_offset(),
+                q.src_addr(),
+                q.dst_addr(),
+                q.protocol(),
+                q.ports(),
+            );
             assert!(q.payload().len() <= icmp::QUOTED_PAYLOAD_LEN);
         }
         let mut fixed = bytes.to_vec();
@@ -156,14 +250,15 @@ fn exercise(bytes: &[u8]) {
 
 #[test]
 fn raw_bytes() {
-    bolero::check!().with_max_len(256).for_each(|bytes: &[u8]| exercise(bytes));
+    bolero::check!()
+        .with_max_len(256)
+        .for_each(|bytes: &[u8]| exercise(bytes));
 }
 
 /// Raw bytes are rarely valid IPv4; prefix them with a valid header so the deeper paths run.
 #[test]
 fn raw_bytes_behind_valid_headers() {
     bolero::check!()
-        
         .with_max_len(256)
         .with_type::<(u8, u8, Vec<u8>)>()
         .for_each(|(proto, ihl_words, rest)| {
@@ -187,19 +282,27 @@ fn raw_bytes_behind_valid_headers() {
 
 /// Fields a frame is built from.
 type FrameSpec = (
-    (Option<(bool, u16)>, u8, u8, u8),   // (tag: (qinq, vid), protocol selector, IP option words, tos)
-    (u16, u16, u8, u8),                  // (sport, dport, tcp flags, icmp type)
-    (Vec<u8>, Vec<u8>),                  // (tcp options, payload)
-    (bool, u16),                         // (more fragments, fragment offset)
-    (Option<u16>, Vec<(u16, u8)>),       // (cut, mutations (position, xor))
+    (Option<(bool, u16)>, u8, u8, u8), // (tag: (qinq, vid), protocol selector, IP option words, tos)
+    (u16, u16, u8, u8),                // (sport, dport, tcp flags, icmp type)
+    (Vec<u8>, Vec<u8>),                // (tcp options, payload)
+    (bool, u16),                       // (more fragments, fragment offset)
+    (Option<u16>, Vec<(u16, u8)>),     // (cut, mutations (position, xor))
 );
 
 #[test]
 fn mutated_frames() {
     bolero::check!().with_type::<FrameSpec>().for_each(
-        |((tag, sel, ip_words, tos), (sport, dport, tcp_flags, icmp_type), (tcp_opts, payload), (mf, off), (cut, muts))| {
+        |(
+            (tag, sel, ip_words, tos),
+            (sport, dport, tcp_flags, icmp_type),
+            (tcp_opts, payload),
+            (mf, off),
+            (cut, muts),
+        )| {
             let proto = [6u8, 17, 1, 132, 33, 136, 47][usize::from(*sel % 7)];
-            let ip_opts: Vec<u8> = (0..usize::from(*ip_words % 11) * 4).map(|i| if i % 4 == 3 { 0 } else { 1 }).collect();
+            let ip_opts: Vec<u8> = (0..usize::from(*ip_words % 11) * 4)
+                .map(|i| if i % 4 == 3 { 0 } else { 1 })
+                .collect();
             let tcp_opts = &tcp_opts[..tcp_opts.len().min(40)];
             let payload = &payload[..payload.len().min(64)];
             let l4: Vec<u8> = match proto {
@@ -220,13 +323,22 @@ fn mutated_frames() {
                     v
                 }
                 17 => {
-                    let r = udp::Repr { src_port: *sport, dst_port: *dport, payload };
+                    let r = udp::Repr {
+                        src_port: *sport,
+                        dst_port: *dport,
+                        payload,
+                    };
                     let mut v = vec![0u8; r.buffer_len()];
                     r.emit(&mut udp::Packet::new_unchecked(&mut v[..]), A, B);
                     v
                 }
                 1 => {
-                    let r = icmp::Repr { msg_type: icmp::Message(*icmp_type), code: 0, rest: [0; 4], data: payload };
+                    let r = icmp::Repr {
+                        msg_type: icmp::Message(*icmp_type),
+                        code: 0,
+                        rest: [0; 4],
+                        data: payload,
+                    };
                     let mut v = vec![0u8; r.buffer_len()];
                     r.emit(&mut icmp::Packet::new_unchecked(&mut v[..]));
                     v
@@ -258,11 +370,23 @@ fn mutated_frames() {
 
             // The unmutated frame parses to the fields it was built from.
             let h = parse_ethernet(&f).unwrap();
-            assert_eq!((h.src, h.dst, h.proto, h.tos), (u32::from(A), u32::from(B), proto, *tos));
-            assert_eq!((usize::from(h.ip_len), usize::from(h.l3_offset)), (ip.len(), l3));
-            assert_eq!((h.more_frags, h.frag_off, usize::from(h.ihl_bytes)), (*mf, frag_offset, 20 + ip_opts.len()));
+            assert_eq!(
+                (h.src, h.dst, h.proto, h.tos),
+                (u32::from(A), u32::from(B), proto, *tos)
+            );
+            assert_eq!(
+                (usize::from(h.ip_len), usize::from(h.l3_offset)),
+                (ip.len(), l3)
+            );
+            assert_eq!(
+                (h.more_frags, h.frag_off, usize::from(h.ihl_bytes)),
+                (*mf, frag_offset, 20 + ip_opts.len())
+            );
             // The innermost non-zero VID.
-            assert_eq!(h.vlan, tags.iter().rev().map(|t| t.1 & 0xfff).find(|&v| v != 0));
+            assert_eq!(
+                h.vlan,
+                tags.iter().rev().map(|t| t.1 & 0xfff).find(|&v| v != 0)
+            );
             let want = if frag_offset != 0 {
                 L4::None
             } else {
@@ -277,10 +401,19 @@ fn mutated_frames() {
                             o
                         })),
                     },
-                    17 => L4::Udp { sport: *sport, dport: *dport },
-                    1 => L4::Icmp { icmp_type: *icmp_type, code: 0 },
+                    17 => L4::Udp {
+                        sport: *sport,
+                        dport: *dport,
+                    },
+                    1 => L4::Icmp {
+                        icmp_type: *icmp_type,
+                        code: 0,
+                    },
                     47 => L4::None,
-                    _ => L4::Ports { sport: *sport, dport: *dport },
+                    _ => L4::Ports {
+                        sport: *sport,
+                        dport: *dport,
+                    },
                 }
             };
             assert_eq!(h.l4, want);

@@ -137,7 +137,11 @@ pub fn parse_ipv4(packet: &[u8]) -> Result<Headers, DropReason> {
     // All of ipv4::Packet::check_len holds now.
     let frag_off = ip.frag_offset();
     let proto = ip.protocol().0;
-    let l4 = if frag_off == 0 { l4_readout(proto, ip.payload()) } else { L4::None };
+    let l4 = if frag_off == 0 {
+        l4_readout(proto, ip.payload())
+    } else {
+        L4::None
+    };
     Ok(Headers {
         src: u32::from(ip.src_addr()),
         dst: u32::from(ip.dst_addr()),
@@ -182,7 +186,11 @@ pub fn l4_readout(proto: u8, l4: &[u8]) -> L4 {
     };
     if l4.len() < need {
         // Below `need` (at most 20), so it fits.
-        return L4::Short { hdr_len: l4.len() as u16, sport, dport };
+        return L4::Short {
+            hdr_len: l4.len() as u16,
+            sport,
+            dport,
+        };
     }
     match ipv4::IpProtocol(proto) {
         ipv4::IpProtocol::TCP => {
@@ -197,10 +205,18 @@ pub fn l4_readout(proto: u8, l4: &[u8]) -> L4 {
                     None => TcpOptions::Truncated,
                 }
             };
-            L4::Tcp { sport, dport, flags: th.flags(), options }
+            L4::Tcp {
+                sport,
+                dport,
+                flags: th.flags(),
+                options,
+            }
         }
         ipv4::IpProtocol::UDP => L4::Udp { sport, dport },
-        ipv4::IpProtocol::ICMP => L4::Icmp { icmp_type: l4[0], code: l4[1] },
+        ipv4::IpProtocol::ICMP => L4::Icmp {
+            icmp_type: l4[0],
+            code: l4[1],
+        },
         _ => L4::Ports { sport, dport },
     }
 }
@@ -235,8 +251,12 @@ pub(crate) mod tests {
     pub(crate) fn frame(tags: &[(u16, u16)], ip: &[u8]) -> Vec<u8> {
         let mut v = vec![0u8; ethernet::HEADER_LEN + 4 * tags.len() + ip.len()];
         let first = tags.first().map_or(EtherType::IPV4, |t| EtherType(t.0));
-        ethernet::Repr { src_addr: MAC_A, dst_addr: MAC_B, ethertype: first }
-            .emit(&mut ethernet::Packet::new_unchecked(&mut v[..]));
+        ethernet::Repr {
+            src_addr: MAC_A,
+            dst_addr: MAC_B,
+            ethertype: first,
+        }
+        .emit(&mut ethernet::Packet::new_unchecked(&mut v[..]));
         let mut at = ethernet::HEADER_LEN;
         for (i, &(_, tci)) in tags.iter().enumerate() {
             let next = tags.get(i + 1).map_or(EtherType::IPV4, |t| EtherType(t.0));
@@ -274,7 +294,12 @@ pub(crate) mod tests {
         assert_eq!((h.tos, h.ttl, h.ip_id, h.ihl_bytes), (0x10, 64, 0x4242, 20));
         assert_eq!(
             h.l4,
-            L4::Tcp { sport: 46126, dport: 22, flags: tcp::flags::SYN, options: TcpOptions::Kinds(syn_kinds()) }
+            L4::Tcp {
+                sport: 46126,
+                dport: 22,
+                flags: tcp::flags::SYN,
+                options: TcpOptions::Kinds(syn_kinds())
+            }
         );
         assert_eq!(h.src_mac, Some(MAC_A.0));
         assert_eq!(h.dst_mac, Some(MAC_B.0));
@@ -282,15 +307,30 @@ pub(crate) mod tests {
         assert_eq!(h.ports(), Some((46126, 22)));
         // The same datagram on its own.
         let h2 = parse_ipv4(&ip).unwrap();
-        assert_eq!(Headers { src_mac: h.src_mac, dst_mac: h.dst_mac, l3_offset: 14, ..h2 }, h);
-        assert_eq!((h2.src_mac, h2.dst_mac, h2.vlan, h2.l3_offset), (None, None, None, 0));
+        assert_eq!(
+            Headers {
+                src_mac: h.src_mac,
+                dst_mac: h.dst_mac,
+                l3_offset: 14,
+                ..h2
+            },
+            h
+        );
+        assert_eq!(
+            (h2.src_mac, h2.dst_mac, h2.vlan, h2.l3_offset),
+            (None, None, None, 0)
+        );
     }
 
     #[test]
     fn every_truncation_of_the_frame_is_an_error() {
         let f = frame(&[], &ip_datagram(IpProtocol::TCP, &syn(), &[]));
         for cut in 0..f.len() {
-            assert_eq!(parse_ethernet(&f[..cut]), Err(DropReason::Truncated), "cut {cut}");
+            assert_eq!(
+                parse_ethernet(&f[..cut]),
+                Err(DropReason::Truncated),
+                "cut {cut}"
+            );
         }
     }
 
@@ -306,10 +346,28 @@ pub(crate) mod tests {
             let h = parse_ipv4(&d).unwrap();
             let avail = cut - 20;
             let want = match avail {
-                0..=3 => L4::Short { hdr_len: avail as u16, sport: 0, dport: 0 },
-                4..=19 => L4::Short { hdr_len: avail as u16, sport: 46126, dport: 22 },
-                20..=39 => L4::Tcp { sport: 46126, dport: 22, flags: 2, options: TcpOptions::Truncated },
-                _ => L4::Tcp { sport: 46126, dport: 22, flags: 2, options: TcpOptions::Kinds(syn_kinds()) },
+                0..=3 => L4::Short {
+                    hdr_len: avail as u16,
+                    sport: 0,
+                    dport: 0,
+                },
+                4..=19 => L4::Short {
+                    hdr_len: avail as u16,
+                    sport: 46126,
+                    dport: 22,
+                },
+                20..=39 => L4::Tcp {
+                    sport: 46126,
+                    dport: 22,
+                    flags: 2,
+                    options: TcpOptions::Truncated,
+                },
+                _ => L4::Tcp {
+                    sport: 46126,
+                    dport: 22,
+                    flags: 2,
+                    options: TcpOptions::Kinds(syn_kinds()),
+                },
             };
             assert_eq!(h.l4, want, "cut {cut}");
             assert_eq!(h.ports().is_some(), avail >= 4);
@@ -360,7 +418,14 @@ pub(crate) mod tests {
         // Total length 20: no L4 bytes.
         d[3] = 20;
         refill(&mut d);
-        assert_eq!(parse_ipv4(&d).unwrap().l4, L4::Short { hdr_len: 0, sport: 0, dport: 0 });
+        assert_eq!(
+            parse_ipv4(&d).unwrap().l4,
+            L4::Short {
+                hdr_len: 0,
+                sport: 0,
+                dport: 0
+            }
+        );
     }
 
     #[test]
@@ -371,7 +436,14 @@ pub(crate) mod tests {
         f.resize(60, 0xaa);
         let h = parse_ethernet(&f).unwrap();
         assert_eq!(h.ip_len, 26);
-        assert_eq!(h.l4, L4::Short { hdr_len: 6, sport: 5000, dport: 53 });
+        assert_eq!(
+            h.l4,
+            L4::Short {
+                hdr_len: 6,
+                sport: 5000,
+                dport: 53
+            }
+        );
         let mut padded = ip.clone();
         padded.extend_from_slice(&[0; 40]);
         assert_eq!(parse_ipv4(&padded).unwrap().ip_len, 26);
@@ -379,10 +451,20 @@ pub(crate) mod tests {
 
     #[test]
     fn ip_options_shift_l4() {
-        let ip = ip_datagram(IpProtocol::UDP, &[0x13, 0x88, 0x00, 0x35, 0x00, 0x08, 0, 0], &[0x94, 0x04, 0, 0, 1]);
+        let ip = ip_datagram(
+            IpProtocol::UDP,
+            &[0x13, 0x88, 0x00, 0x35, 0x00, 0x08, 0, 0],
+            &[0x94, 0x04, 0, 0, 1],
+        );
         let h = parse_ipv4(&ip).unwrap();
         assert_eq!((h.ihl_bytes, h.ip_len), (28, 36));
-        assert_eq!(h.l4, L4::Udp { sport: 5000, dport: 53 });
+        assert_eq!(
+            h.l4,
+            L4::Udp {
+                sport: 5000,
+                dport: 53
+            }
+        );
     }
 
     #[test]
@@ -403,7 +485,10 @@ pub(crate) mod tests {
             p.set_dont_frag(false);
             refill(&mut d);
             let h = parse_ipv4(&d).unwrap();
-            assert_eq!((h.frag_off, h.more_frags, h.dont_frag, h.l4), (off, false, false, L4::None));
+            assert_eq!(
+                (h.frag_off, h.more_frags, h.dont_frag, h.l4),
+                (off, false, false, L4::None)
+            );
             assert_eq!(h.ports(), None);
         }
     }
@@ -422,15 +507,35 @@ pub(crate) mod tests {
         let h = parse_ethernet(&frame(&[(0x8100, 10), (0x8100, 200)], &ip)).unwrap();
         assert_eq!(h.vlan, Some(200));
         // A priority tag (VID 0) is untagged; under a service tag, the service VID stays.
-        assert_eq!(parse_ethernet(&frame(&[(0x8100, 0xe000)], &ip)).unwrap().vlan, None);
-        assert_eq!(parse_ethernet(&frame(&[(0x88a8, 7), (0x8100, 0)], &ip)).unwrap().vlan, Some(7));
+        assert_eq!(
+            parse_ethernet(&frame(&[(0x8100, 0xe000)], &ip))
+                .unwrap()
+                .vlan,
+            None
+        );
+        assert_eq!(
+            parse_ethernet(&frame(&[(0x88a8, 7), (0x8100, 0)], &ip))
+                .unwrap()
+                .vlan,
+            Some(7)
+        );
         // Three tags, or 802.1ad inside: not read.
-        assert_eq!(parse_ethernet(&frame(&[(0x8100, 1), (0x8100, 2), (0x8100, 3)], &ip)), Err(DropReason::NotIpv4));
-        assert_eq!(parse_ethernet(&frame(&[(0x8100, 1), (0x88a8, 2)], &ip)), Err(DropReason::NotIpv4));
+        assert_eq!(
+            parse_ethernet(&frame(&[(0x8100, 1), (0x8100, 2), (0x8100, 3)], &ip)),
+            Err(DropReason::NotIpv4)
+        );
+        assert_eq!(
+            parse_ethernet(&frame(&[(0x8100, 1), (0x88a8, 2)], &ip)),
+            Err(DropReason::NotIpv4)
+        );
         // A cut tag.
         let f = frame(&[(0x88a8, 10), (0x8100, 200)], &ip);
         for cut in 14..22 {
-            assert_eq!(parse_ethernet(&f[..cut]), Err(DropReason::Truncated), "cut {cut}");
+            assert_eq!(
+                parse_ethernet(&f[..cut]),
+                Err(DropReason::Truncated),
+                "cut {cut}"
+            );
         }
     }
 
@@ -449,14 +554,51 @@ pub(crate) mod tests {
 
     #[test]
     fn l4_protocols() {
-        let l4_of = |proto: u8, l4: &[u8]| parse_ipv4(&ip_datagram(IpProtocol(proto), l4, &[])).unwrap().l4;
+        let l4_of = |proto: u8, l4: &[u8]| {
+            parse_ipv4(&ip_datagram(IpProtocol(proto), l4, &[]))
+                .unwrap()
+                .l4
+        };
         let eight = [0x00, 0x35, 0x13, 0x88, 0x00, 0x08, 0x00, 0x00];
-        assert_eq!(l4_of(17, &eight), L4::Udp { sport: 53, dport: 5000 });
-        assert_eq!(l4_of(17, &eight[..7]), L4::Short { hdr_len: 7, sport: 53, dport: 5000 });
-        assert_eq!(l4_of(17, &eight[..3]), L4::Short { hdr_len: 3, sport: 0, dport: 0 });
+        assert_eq!(
+            l4_of(17, &eight),
+            L4::Udp {
+                sport: 53,
+                dport: 5000
+            }
+        );
+        assert_eq!(
+            l4_of(17, &eight[..7]),
+            L4::Short {
+                hdr_len: 7,
+                sport: 53,
+                dport: 5000
+            }
+        );
+        assert_eq!(
+            l4_of(17, &eight[..3]),
+            L4::Short {
+                hdr_len: 3,
+                sport: 0,
+                dport: 0
+            }
+        );
         for proto in [132, 33, 136] {
-            assert_eq!(l4_of(proto, &eight[..4]), L4::Ports { sport: 53, dport: 5000 });
-            assert_eq!(l4_of(proto, &eight[..3]), L4::Short { hdr_len: 3, sport: 0, dport: 0 });
+            assert_eq!(
+                l4_of(proto, &eight[..4]),
+                L4::Ports {
+                    sport: 53,
+                    dport: 5000
+                }
+            );
+            assert_eq!(
+                l4_of(proto, &eight[..3]),
+                L4::Short {
+                    hdr_len: 3,
+                    sport: 0,
+                    dport: 0
+                }
+            );
         }
         for proto in [0u8, 2, 4, 41, 47, 50, 51, 255] {
             assert_eq!(l4_of(proto, &eight), L4::None);
@@ -469,9 +611,29 @@ pub(crate) mod tests {
             r.emit(&mut icmp::Packet::new_unchecked(&mut v[..]));
             v
         };
-        assert_eq!(l4_of(1, &ping), L4::Icmp { icmp_type: 8, code: 0 });
-        assert_eq!(l4_of(1, &ping[..7]), L4::Short { hdr_len: 7, sport: 0x0800, dport: u16::from_be_bytes([ping[2], ping[3]]) });
-        assert_eq!(l4_of(1, &ping[..1]), L4::Short { hdr_len: 1, sport: 0, dport: 0 });
+        assert_eq!(
+            l4_of(1, &ping),
+            L4::Icmp {
+                icmp_type: 8,
+                code: 0
+            }
+        );
+        assert_eq!(
+            l4_of(1, &ping[..7]),
+            L4::Short {
+                hdr_len: 7,
+                sport: 0x0800,
+                dport: u16::from_be_bytes([ping[2], ping[3]])
+            }
+        );
+        assert_eq!(
+            l4_of(1, &ping[..1]),
+            L4::Short {
+                hdr_len: 1,
+                sport: 0,
+                dport: 0
+            }
+        );
     }
 
     #[test]
@@ -487,31 +649,70 @@ pub(crate) mod tests {
         for doff in 0..5u8 {
             let mut s = seg.clone();
             s[12] = doff << 4;
-            let l4 = parse_ipv4(&ip_datagram(IpProtocol::TCP, &s, &[])).unwrap().l4;
-            assert_eq!(l4, L4::Tcp { sport: 46126, dport: 22, flags: 0xff, options: TcpOptions::BadOffset });
+            let l4 = parse_ipv4(&ip_datagram(IpProtocol::TCP, &s, &[]))
+                .unwrap()
+                .l4;
+            assert_eq!(
+                l4,
+                L4::Tcp {
+                    sport: 46126,
+                    dport: 22,
+                    flags: 0xff,
+                    options: TcpOptions::BadOffset
+                }
+            );
         }
         // Data offset 5: no options, an empty set (the option bytes are payload then).
         let mut s = seg.clone();
         s[12] = 0x50;
-        let l4 = parse_ipv4(&ip_datagram(IpProtocol::TCP, &s, &[])).unwrap().l4;
-        assert_eq!(l4, L4::Tcp { sport: 46126, dport: 22, flags: 0xff, options: TcpOptions::Kinds(Default::default()) });
+        let l4 = parse_ipv4(&ip_datagram(IpProtocol::TCP, &s, &[]))
+            .unwrap()
+            .l4;
+        assert_eq!(
+            l4,
+            L4::Tcp {
+                sport: 46126,
+                dport: 22,
+                flags: 0xff,
+                options: TcpOptions::Kinds(Default::default())
+            }
+        );
         // Data offset 15 with only 40 bytes: Truncated.
         s[12] = 0xf0;
-        let l4 = parse_ipv4(&ip_datagram(IpProtocol::TCP, &s, &[])).unwrap().l4;
-        assert_eq!(l4, L4::Tcp { sport: 46126, dport: 22, flags: 0xff, options: TcpOptions::Truncated });
+        let l4 = parse_ipv4(&ip_datagram(IpProtocol::TCP, &s, &[]))
+            .unwrap()
+            .l4;
+        assert_eq!(
+            l4,
+            L4::Tcp {
+                sport: 46126,
+                dport: 22,
+                flags: 0xff,
+                options: TcpOptions::Truncated
+            }
+        );
         // The option walk stops at the options area: a kind in the payload is not seen, and the
         // last option byte's missing length is not read from the payload.
         let mut s = seg[..20].to_vec();
         s[12] = 0x60;
         s.extend_from_slice(&[1, 1, 1, 77, 99, 99, 99, 99]);
-        let l4 = parse_ipv4(&ip_datagram(IpProtocol::TCP, &s, &[])).unwrap().l4;
-        let L4::Tcp { options: TcpOptions::Kinds(k), .. } = l4 else { panic!("{l4:?}") };
+        let l4 = parse_ipv4(&ip_datagram(IpProtocol::TCP, &s, &[]))
+            .unwrap()
+            .l4;
+        let L4::Tcp {
+            options: TcpOptions::Kinds(k),
+            ..
+        } = l4
+        else {
+            panic!("{l4:?}")
+        };
         assert!(k.contains(1) && k.contains(77) && !k.contains(99));
     }
 
     #[test]
     fn drop_reason_names() {
-        let names: std::collections::HashSet<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        let names: std::collections::HashSet<_> =
+            DropReason::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(names.len(), DropReason::ALL.len());
         assert_eq!(DropReason::BadChecksum.to_string(), "bad_checksum");
     }
@@ -520,12 +721,20 @@ pub(crate) mod tests {
     fn reject_reply_round_trip() {
         // What the dataplane does for REJECT: quote the offending datagram in a port unreachable
         // and send it back; the reply parses, and its quote points back at the original.
-        let orig = ip_datagram(IpProtocol::UDP, &{
-            let r = udp::Repr { src_port: 5000, dst_port: 53, payload: b"query" };
-            let mut v = vec![0u8; r.buffer_len()];
-            r.emit(&mut udp::Packet::new_unchecked(&mut v[..]), SRC, DST);
-            v
-        }, &[]);
+        let orig = ip_datagram(
+            IpProtocol::UDP,
+            &{
+                let r = udp::Repr {
+                    src_port: 5000,
+                    dst_port: 53,
+                    payload: b"query",
+                };
+                let mut v = vec![0u8; r.buffer_len()];
+                r.emit(&mut udp::Packet::new_unchecked(&mut v[..]), SRC, DST);
+                v
+            },
+            &[],
+        );
         let icmp_repr = icmp::Repr::dst_unreachable(icmp::unreachable::PORT, &orig);
         let ip_repr = ipv4::Repr::new(DST, SRC, IpProtocol::ICMP, icmp_repr.buffer_len(), 64);
         let mut reply = vec![0u8; ip_repr.buffer_len()];
@@ -533,11 +742,20 @@ pub(crate) mod tests {
         ip_repr.emit(&mut ip);
         icmp_repr.emit(&mut icmp::Packet::new_unchecked(ip.payload_mut()));
         let h = parse_ipv4(&reply).unwrap();
-        assert_eq!(h.l4, L4::Icmp { icmp_type: 3, code: 3 });
+        assert_eq!(
+            h.l4,
+            L4::Icmp {
+                icmp_type: 3,
+                code: 3
+            }
+        );
         let ip = ipv4::Packet::new_checked(&reply[..]).unwrap();
         let msg = icmp::Packet::new_checked(ip.payload()).unwrap();
         assert!(msg.verify_checksum());
         let q = msg.quoted().unwrap();
-        assert_eq!((q.src_addr(), q.dst_addr(), q.ports()), (SRC, DST, Some((5000, 53))));
+        assert_eq!(
+            (q.src_addr(), q.dst_addr(), q.ports()),
+            (SRC, DST, Some((5000, 53)))
+        );
     }
 }

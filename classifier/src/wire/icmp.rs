@@ -253,8 +253,14 @@ impl<'a> Quoted<'a> {
         // The quoted datagram's payload ends at its total length (when the quote is whole) and
         // only its first 8 bytes are promised.
         let total_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-        let payload_len = rest.len().min(QUOTED_PAYLOAD_LEN).min(total_len.saturating_sub(header_len));
-        Ok(Quoted { header, payload: &rest[..payload_len] })
+        let payload_len = rest
+            .len()
+            .min(QUOTED_PAYLOAD_LEN)
+            .min(total_len.saturating_sub(header_len));
+        Ok(Quoted {
+            header,
+            payload: &rest[..payload_len],
+        })
     }
 
     /// The quoted IPv4 header as a view over exactly its `ihl * 4` bytes: every accessor works
@@ -308,22 +314,42 @@ impl<'a> Repr<'a> {
         if !packet.verify_checksum() {
             return Err(Error::Checksum);
         }
-        Ok(Repr { msg_type: packet.msg_type(), code: packet.msg_code(), rest: packet.rest_of_header(), data: packet.data() })
+        Ok(Repr {
+            msg_type: packet.msg_type(),
+            code: packet.msg_code(),
+            rest: packet.rest_of_header(),
+            data: packet.data(),
+        })
     }
 
     pub fn echo_request(ident: u16, seq_no: u16, data: &'a [u8]) -> Repr<'a> {
-        Repr { msg_type: Message::ECHO_REQUEST, code: 0, rest: echo_rest(ident, seq_no), data }
+        Repr {
+            msg_type: Message::ECHO_REQUEST,
+            code: 0,
+            rest: echo_rest(ident, seq_no),
+            data,
+        }
     }
 
     pub fn echo_reply(ident: u16, seq_no: u16, data: &'a [u8]) -> Repr<'a> {
-        Repr { msg_type: Message::ECHO_REPLY, code: 0, rest: echo_rest(ident, seq_no), data }
+        Repr {
+            msg_type: Message::ECHO_REPLY,
+            code: 0,
+            rest: echo_rest(ident, seq_no),
+            data,
+        }
     }
 
     /// A destination unreachable error (`code` from [`unreachable`]) quoting `original` (the
     /// offending datagram from its IPv4 header on, cut to [`MAX_QUOTE_LEN`] by the caller as
     /// it sees fit).
     pub fn dst_unreachable(code: u8, original: &'a [u8]) -> Repr<'a> {
-        Repr { msg_type: Message::DST_UNREACHABLE, code, rest: [0; 4], data: original }
+        Repr {
+            msg_type: Message::DST_UNREACHABLE,
+            code,
+            rest: [0; 4],
+            data: original,
+        }
     }
 
     /// Header plus data.
@@ -369,7 +395,10 @@ mod tests {
         let v = ping();
         let p = Packet::new_checked(&v[..]).unwrap();
         assert_eq!(p.msg_type(), Message::ECHO_REQUEST);
-        assert_eq!((p.msg_code(), p.echo_ident(), p.echo_seq_no()), (0, 0x1234, 7));
+        assert_eq!(
+            (p.msg_code(), p.echo_ident(), p.echo_seq_no()),
+            (0, 0x1234, 7)
+        );
         assert!(p.verify_checksum());
         assert_eq!(p.data(), b"abcdefgh");
         assert_eq!(p.quoted(), Err(Error::Unsupported));
@@ -389,7 +418,10 @@ mod tests {
     fn checksum_and_truncation() {
         let mut v = ping();
         v[9] ^= 1;
-        assert_eq!(Repr::parse(&Packet::new_checked(&v[..]).unwrap()), Err(Error::Checksum));
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&v[..]).unwrap()),
+            Err(Error::Checksum)
+        );
         for len in 0..HEADER_LEN {
             assert_eq!(Packet::new_checked(&v[..len]).err(), Some(Error::Truncated));
         }
@@ -400,12 +432,19 @@ mod tests {
         let opts = [1, 1, 1, 1];
         let ip = ipv4::Repr {
             options: &opts,
-            ..ipv4::Repr::new(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), IpProtocol::UDP, 12, 64)
+            ..ipv4::Repr::new(
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(10, 0, 0, 2),
+                IpProtocol::UDP,
+                12,
+                64,
+            )
         };
         let mut v = vec![0u8; ip.buffer_len()];
         let mut p = ipv4::Packet::new_unchecked(&mut v[..]);
         ip.emit(&mut p);
-        p.payload_mut().copy_from_slice(&[0x13, 0x88, 0x00, 0x35, 0x00, 0x0c, 0x00, 0x00, 1, 2, 3, 4]);
+        p.payload_mut()
+            .copy_from_slice(&[0x13, 0x88, 0x00, 0x35, 0x00, 0x0c, 0x00, 0x00, 1, 2, 3, 4]);
         v
     }
 

@@ -385,7 +385,13 @@ impl<'a> Repr<'a> {
     }
 
     /// A plain header (no options, DF clear, not a fragment).
-    pub fn new(src_addr: Ipv4Addr, dst_addr: Ipv4Addr, protocol: IpProtocol, payload_len: usize, ttl: u8) -> Repr<'static> {
+    pub fn new(
+        src_addr: Ipv4Addr,
+        dst_addr: Ipv4Addr,
+        protocol: IpProtocol,
+        payload_len: usize,
+        ttl: u8,
+    ) -> Repr<'static> {
         Repr {
             src_addr,
             dst_addr,
@@ -416,7 +422,10 @@ impl<'a> Repr<'a> {
     /// exceeds 65535, or if the buffer is shorter than [`Repr::header_len`].
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
         let header_len = self.header_len();
-        assert!(header_len <= MAX_HEADER_LEN, "IPv4 options longer than 40 bytes");
+        assert!(
+            header_len <= MAX_HEADER_LEN,
+            "IPv4 options longer than 40 bytes"
+        );
         let total_len = u16::try_from(self.buffer_len()).expect("IPv4 total length over 65535");
         let data = packet.data_mut();
         data[field::VER_IHL] = 0x40 | (header_len / 4) as u8;
@@ -448,8 +457,8 @@ mod tests {
 
     /// 20-byte header (checksum left zero) + 4-byte payload.
     const HEADER: [u8; 24] = [
-        0x45, 0x00, 0x00, 0x18, 0x00, 0x01, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00,
-        0xc0, 0xa8, 0x01, 0x01, 0xc0, 0xa8, 0x01, 0x02, 0xaa, 0xbb, 0xcc, 0xdd,
+        0x45, 0x00, 0x00, 0x18, 0x00, 0x01, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x01,
+        0x01, 0xc0, 0xa8, 0x01, 0x02, 0xaa, 0xbb, 0xcc, 0xdd,
     ];
 
     fn good() -> Vec<u8> {
@@ -483,8 +492,8 @@ mod tests {
     fn checksum_known_value() {
         // The classic example header from Wikipedia's IPv4 checksum article.
         let h = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0,
-            0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         let mut buf = h.to_vec();
         buf.resize(0x73, 0);
@@ -503,7 +512,11 @@ mod tests {
     fn check_len_order() {
         let v = good();
         for len in 0..20 {
-            assert_eq!(Packet::new_checked(&v[..len]).err(), Some(Error::Truncated), "len {len}");
+            assert_eq!(
+                Packet::new_checked(&v[..len]).err(),
+                Some(Error::Truncated),
+                "len {len}"
+            );
         }
         // Header shorter than 20.
         let mut bad = v.clone();
@@ -512,7 +525,10 @@ mod tests {
         // IHL 6 but only 20 bytes.
         let mut bad = v.clone();
         bad[0] = 0x46;
-        assert_eq!(Packet::new_checked(&bad[..20]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&bad[..20]).err(),
+            Some(Error::Truncated)
+        );
         // Total length < header length.
         let mut bad = v.clone();
         bad[3] = 19;
@@ -531,7 +547,10 @@ mod tests {
         let mut v = good();
         v[0] = 0x65;
         Packet::new_unchecked(&mut v[..]).fill_checksum();
-        assert_eq!(Repr::parse(&Packet::new_checked(&v[..]).unwrap()), Err(Error::Malformed));
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&v[..]).unwrap()),
+            Err(Error::Malformed)
+        );
     }
 
     #[test]
@@ -562,7 +581,13 @@ mod tests {
         assert_eq!((p.dscp(), p.ecn()), (0x2e, 0));
         assert_eq!(p.payload(), &[1, 2, 3]);
         let back = Repr::parse(&p).unwrap();
-        assert_eq!(back, Repr { options: &[0x94, 0x04, 0x00, 0x00, 0x01, 0, 0, 0], ..repr });
+        assert_eq!(
+            back,
+            Repr {
+                options: &[0x94, 0x04, 0x00, 0x00, 0x01, 0, 0, 0],
+                ..repr
+            }
+        );
         // Parse -> emit -> identical bytes.
         let mut again = vec![0u8; back.buffer_len()];
         back.emit(&mut Packet::new_unchecked(&mut again[..]));

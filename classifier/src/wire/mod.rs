@@ -141,7 +141,10 @@ pub mod checksum {
         #[test]
         fn rfc1071_example() {
             // RFC 1071 section 3: 0001 f203 f4f5 f6f7 sums to ddf2.
-            assert_eq!(data(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
+            assert_eq!(
+                data(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+                0xddf2
+            );
             // An odd byte is padded on the right.
             assert_eq!(data(&[0x12]), 0x1200);
             assert_eq!(combine(&[0xffff, 0x0001]), 0x0001);

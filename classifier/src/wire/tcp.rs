@@ -192,7 +192,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
 fn segment_checksum(segment: &[u8], src_addr: Ipv4Addr, dst_addr: Ipv4Addr) -> u16 {
     // A segment longer than u32::MAX cannot exist in an IPv4 datagram; saturate rather than wrap.
     let len = u32::try_from(segment.len()).unwrap_or(u32::MAX);
-    checksum::combine(&[checksum::pseudo_header(src_addr, dst_addr, IpProtocol::TCP, len), checksum::data(segment)])
+    checksum::combine(&[
+        checksum::pseudo_header(src_addr, dst_addr, IpProtocol::TCP, len),
+        checksum::data(segment),
+    ])
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
@@ -354,7 +357,9 @@ impl TcpOption<'_> {
             TcpOption::EndOfList | TcpOption::NoOperation | TcpOption::SackPermitted => {}
             TcpOption::MaxSegmentSize(mss) => put16(out, 2, *mss),
             TcpOption::WindowScale(shift) => out[2] = *shift,
-            TcpOption::SackRange(d) | TcpOption::Unknown { data: d, .. } => out[2..].copy_from_slice(d),
+            TcpOption::SackRange(d) | TcpOption::Unknown { data: d, .. } => {
+                out[2..].copy_from_slice(d)
+            }
             TcpOption::Timestamp { tsval, tsecr } => {
                 put32(out, 2, *tsval);
                 put32(out, 6, *tsecr);
@@ -403,10 +408,18 @@ impl<'a> OptionIter<'a> {
             (kind::WINDOW_SCALE, 1) => TcpOption::WindowScale(data[0]),
             (kind::SACK_PERMITTED, 0) => TcpOption::SackPermitted,
             (kind::SACK, n) if n > 0 && n % 8 == 0 => TcpOption::SackRange(data),
-            (kind::TIMESTAMP, 8) => TcpOption::Timestamp { tsval: be32(data, 0), tsecr: be32(data, 4) },
-            (kind::MSS | kind::WINDOW_SCALE | kind::SACK_PERMITTED | kind::SACK | kind::TIMESTAMP, _) => {
-                return Err(Error::Malformed)
-            }
+            (kind::TIMESTAMP, 8) => TcpOption::Timestamp {
+                tsval: be32(data, 0),
+                tsecr: be32(data, 4),
+            },
+            (
+                kind::MSS
+                | kind::WINDOW_SCALE
+                | kind::SACK_PERMITTED
+                | kind::SACK
+                | kind::TIMESTAMP,
+                _,
+            ) => return Err(Error::Malformed),
             (kind, _) => TcpOption::Unknown { kind, data },
         };
         Ok(option)
@@ -485,9 +498,17 @@ impl<'a> Repr<'a> {
     /// Writes the segment (header, options, payload) and its checksum over the first
     /// [`Repr::buffer_len`] bytes. Panics if the options exceed 40 bytes or the buffer is shorter
     /// than `buffer_len()`.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>, src_addr: Ipv4Addr, dst_addr: Ipv4Addr) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Packet<T>,
+        src_addr: Ipv4Addr,
+        dst_addr: Ipv4Addr,
+    ) {
         let header_len = self.header_len();
-        assert!(header_len <= MAX_HEADER_LEN, "TCP options longer than 40 bytes");
+        assert!(
+            header_len <= MAX_HEADER_LEN,
+            "TCP options longer than 40 bytes"
+        );
         let total = self.buffer_len();
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
@@ -543,7 +564,16 @@ pub(crate) mod tests {
         assert_eq!(p.ack_number(), 0);
         assert_eq!(p.header_len(), 40);
         assert_eq!(p.flags(), flags::SYN);
-        assert!(p.syn() && !p.ack() && !p.fin() && !p.rst() && !p.psh() && !p.urg() && !p.ece() && !p.cwr());
+        assert!(
+            p.syn()
+                && !p.ack()
+                && !p.fin()
+                && !p.rst()
+                && !p.psh()
+                && !p.urg()
+                && !p.ece()
+                && !p.cwr()
+        );
         assert!(!p.ns());
         assert_eq!(p.window_len(), 64240);
         assert_eq!(p.urgent_at(), 0);
@@ -557,7 +587,10 @@ pub(crate) mod tests {
             [
                 TcpOption::MaxSegmentSize(1460),
                 TcpOption::SackPermitted,
-                TcpOption::Timestamp { tsval: 0x9a3b4c11, tsecr: 0 },
+                TcpOption::Timestamp {
+                    tsval: 0x9a3b4c11,
+                    tsecr: 0
+                },
                 TcpOption::NoOperation,
                 TcpOption::WindowScale(7),
             ]
@@ -579,14 +612,25 @@ pub(crate) mod tests {
         repr.emit(&mut Packet::new_unchecked(&mut out[..]), SRC, DST);
         assert_eq!(out, v);
         // With a payload and unpadded options.
-        let repr2 = Repr { options: &[2, 4, 1, 0, 1], payload: b"hello", flags: flags::ACK | flags::PSH, ..repr };
+        let repr2 = Repr {
+            options: &[2, 4, 1, 0, 1],
+            payload: b"hello",
+            flags: flags::ACK | flags::PSH,
+            ..repr
+        };
         let mut out = vec![0u8; repr2.buffer_len()];
         repr2.emit(&mut Packet::new_unchecked(&mut out[..]), SRC, DST);
         let p = Packet::new_checked(&out[..]).unwrap();
         assert_eq!(p.header_len(), 28);
         assert_eq!(p.payload(), b"hello");
         let back = Repr::parse(&p, SRC, DST).unwrap();
-        assert_eq!(back, Repr { options: &[2, 4, 1, 0, 1, 0, 0, 0], ..repr2 });
+        assert_eq!(
+            back,
+            Repr {
+                options: &[2, 4, 1, 0, 1, 0, 0, 0],
+                ..repr2
+            }
+        );
     }
 
     #[test]
@@ -617,16 +661,36 @@ pub(crate) mod tests {
 
     #[test]
     fn option_iter_errors() {
-        let collect = |o: &[u8]| OptionIter::new(o).collect::<Vec<_>>();
+        fn collect(o: &[u8]) -> Vec<Result<TcpOption<'_>>> {
+            OptionIter::new(o).collect()
+        }
         assert_eq!(collect(&[]), []);
-        assert_eq!(collect(&[1, 0, 2, 4]), [Ok(TcpOption::NoOperation), Ok(TcpOption::EndOfList)]);
+        assert_eq!(
+            collect(&[1, 0, 2, 4]),
+            [Ok(TcpOption::NoOperation), Ok(TcpOption::EndOfList)]
+        );
         assert_eq!(collect(&[2]), [Err(Error::Truncated)]);
         assert_eq!(collect(&[2, 4, 5]), [Err(Error::Truncated)]);
         assert_eq!(collect(&[2, 1, 5, 5]), [Err(Error::Malformed)]);
         assert_eq!(collect(&[2, 3, 5, 5]), [Err(Error::Malformed)]);
-        assert_eq!(collect(&[1, 5, 2, 1]), [Ok(TcpOption::NoOperation), Err(Error::Malformed)]);
-        assert_eq!(collect(&[5, 10, 0, 0, 0, 1, 0, 0, 0, 2]), [Ok(TcpOption::SackRange(&[0, 0, 0, 1, 0, 0, 0, 2]))]);
-        assert_eq!(collect(&[99, 3, 7, 1]), [Ok(TcpOption::Unknown { kind: 99, data: &[7] }), Ok(TcpOption::NoOperation)]);
+        assert_eq!(
+            collect(&[1, 5, 2, 1]),
+            [Ok(TcpOption::NoOperation), Err(Error::Malformed)]
+        );
+        assert_eq!(
+            collect(&[5, 10, 0, 0, 0, 1, 0, 0, 0, 2]),
+            [Ok(TcpOption::SackRange(&[0, 0, 0, 1, 0, 0, 0, 2]))]
+        );
+        assert_eq!(
+            collect(&[99, 3, 7, 1]),
+            [
+                Ok(TcpOption::Unknown {
+                    kind: 99,
+                    data: &[7]
+                }),
+                Ok(TcpOption::NoOperation)
+            ]
+        );
     }
 
     #[test]
@@ -638,7 +702,10 @@ pub(crate) mod tests {
             TcpOption::NoOperation,
             TcpOption::WindowScale(7),
             TcpOption::SackRange(&[0, 0, 0, 1, 0, 0, 0, 2]),
-            TcpOption::Unknown { kind: 30, data: &[1, 2] },
+            TcpOption::Unknown {
+                kind: 30,
+                data: &[1, 2],
+            },
             TcpOption::EndOfList,
         ];
         let mut buf = [0u8; 64];

@@ -96,7 +96,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 fn datagram_checksum(datagram: &[u8], src_addr: Ipv4Addr, dst_addr: Ipv4Addr) -> u16 {
     let len = u32::try_from(datagram.len()).unwrap_or(u32::MAX);
-    checksum::combine(&[checksum::pseudo_header(src_addr, dst_addr, IpProtocol::UDP, len), checksum::data(datagram)])
+    checksum::combine(&[
+        checksum::pseudo_header(src_addr, dst_addr, IpProtocol::UDP, len),
+        checksum::data(datagram),
+    ])
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
@@ -178,7 +181,11 @@ impl<'a> Repr<'a> {
         if !packet.verify_checksum(src_addr, dst_addr) {
             return Err(Error::Checksum);
         }
-        Ok(Repr { src_port: packet.src_port(), dst_port: packet.dst_port(), payload: packet.payload() })
+        Ok(Repr {
+            src_port: packet.src_port(),
+            dst_port: packet.dst_port(),
+            payload: packet.payload(),
+        })
     }
 
     /// Header plus payload.
@@ -188,7 +195,12 @@ impl<'a> Repr<'a> {
 
     /// Writes the datagram and its checksum. Panics if the buffer is shorter than
     /// [`Repr::buffer_len`] or the length exceeds 65535.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>, src_addr: Ipv4Addr, dst_addr: Ipv4Addr) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Packet<T>,
+        src_addr: Ipv4Addr,
+        dst_addr: Ipv4Addr,
+    ) {
         let len = u16::try_from(self.buffer_len()).expect("UDP length over 65535");
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
@@ -206,7 +218,11 @@ mod tests {
     const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 53);
 
     fn dns_query() -> Vec<u8> {
-        let repr = Repr { src_port: 40000, dst_port: 53, payload: b"\x12\x34\x01\x00\x00\x01" };
+        let repr = Repr {
+            src_port: 40000,
+            dst_port: 53,
+            payload: b"\x12\x34\x01\x00\x00\x01",
+        };
         let mut v = vec![0u8; repr.buffer_len()];
         repr.emit(&mut Packet::new_unchecked(&mut v[..]), SRC, DST);
         v
@@ -231,7 +247,10 @@ mod tests {
     fn checksum() {
         let mut v = dns_query();
         v[9] ^= 0x10;
-        assert_eq!(Repr::parse(&Packet::new_checked(&v[..]).unwrap(), SRC, DST), Err(Error::Checksum));
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&v[..]).unwrap(), SRC, DST),
+            Err(Error::Checksum)
+        );
         // No checksum: accepted.
         v[6] = 0;
         v[7] = 0;
@@ -242,7 +261,11 @@ mod tests {
     fn lengths() {
         let v = dns_query();
         for len in 0..v.len() {
-            assert_eq!(Packet::new_checked(&v[..len]).err(), Some(Error::Truncated), "len {len}");
+            assert_eq!(
+                Packet::new_checked(&v[..len]).err(),
+                Some(Error::Truncated),
+                "len {len}"
+            );
         }
         let mut bad = v.clone();
         bad[5] = 7;

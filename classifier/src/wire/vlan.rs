@@ -6,7 +6,7 @@
 //! starts at the TCI, i.e. it wraps [`super::ethernet::Packet::payload`] (or the payload of an
 //! outer tag).
 
-use super::{be16, put16, EtherType, Error, Result};
+use super::{be16, put16, Error, EtherType, Result};
 
 mod field {
     pub const TCI: usize = 0;
@@ -125,7 +125,12 @@ pub struct Repr {
 impl Repr {
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
         packet.check_len()?;
-        Ok(Repr { pcp: packet.pcp(), dei: packet.dei(), vid: packet.vid(), ethertype: packet.ethertype() })
+        Ok(Repr {
+            pcp: packet.pcp(),
+            dei: packet.dei(),
+            vid: packet.vid(),
+            ethertype: packet.ethertype(),
+        })
     }
 
     /// Bytes `emit` writes (the tag only).
@@ -135,7 +140,11 @@ impl Repr {
 
     /// Writes the tag. Panics if the buffer is shorter than [`Repr::buffer_len`].
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
-        packet.set_tci((u16::from(self.pcp & 7) << 13) | if self.dei { 0x1000 } else { 0 } | (self.vid & 0x0fff));
+        packet.set_tci(
+            (u16::from(self.pcp & 7) << 13)
+                | if self.dei { 0x1000 } else { 0 }
+                | (self.vid & 0x0fff),
+        );
         packet.set_ethertype(self.ethertype);
     }
 }
@@ -176,7 +185,10 @@ mod tests {
     #[test]
     fn truncated() {
         for len in 0..HEADER_LEN {
-            assert_eq!(Packet::new_checked(&[0u8; 4][..len]).err(), Some(Error::Truncated));
+            assert_eq!(
+                Packet::new_checked(&[0u8; 4][..len]).err(),
+                Some(Error::Truncated)
+            );
         }
     }
 }

@@ -274,11 +274,11 @@ impl Options {
     /// Checks that the chain and target names can be written into a restore file.
     pub fn validate(&self) -> Result<(), String> {
         check_name("chain", &self.chain)?;
-        if self.chain.len() > classifier::MAX_CHAIN_NAME_LEN {
+        if self.chain.len() > crate::MAX_CHAIN_NAME_LEN {
             return Err(format!(
                 "chain name `{}' is longer than {} characters",
                 self.chain,
-                classifier::MAX_CHAIN_NAME_LEN
+                crate::MAX_CHAIN_NAME_LEN
             ));
         }
         check_name("target", &self.target)
@@ -564,3 +564,5 @@ COMMIT
         assert!(o.validate().is_err());
     }
 }
+
+pub mod trace;

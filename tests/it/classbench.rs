@@ -1,0 +1,93 @@
+//! ClassBench: on every wustl_5field trace, the first rule the compiled classifier hits is the
+//! trace's expected rule (its last column, a 1-based line number). Skips when `../shared` is absent,
+//! and always runs on a small rule set of its own.
+
+use crate::common::shared_data;
+use classifier::classbench::{parse_rules, trace};
+use classifier::compile::{CompiledRuleset, Recorder, TreeParams};
+use classifier::eval::Hit;
+use classifier::packet::{CtInfo, IfName, PacketMeta};
+use classifier::{Hook, RuleId};
+
+/// Records the first rule hit.
+#[derive(Default)]
+struct FirstHit(Option<RuleId>);
+
+impl Recorder for FirstHit {
+    fn hit(&mut self, hit: Hit) {
+        if let (None, Hit::Rule(id)) = (self.0, hit) {
+            self.0 = Some(id);
+        }
+    }
+}
+
+/// (mismatches, headers) for a rule text and a trace text.
+fn run(rules: &str, trace_text: &str) -> (usize, usize) {
+    let rules = parse_rules(rules).expect("rules parse");
+    let rs = trace::to_ruleset(&rules, "FORWARD");
+    let compiled = CompiledRuleset::compile(&rs, 0, &TreeParams::default());
+    let mut st = compiled.new_state();
+    let headers = trace::parse_trace(trace_text).expect("trace parses");
+    let mut bad = 0;
+    for t in &headers {
+        let h = t.headers();
+        let meta = PacketMeta {
+            in_iface: IfName::NONE,
+            out_iface: IfName::NONE,
+            ct: CtInfo::new_from(&h),
+            mark: 0,
+            owner: None,
+            now_ns: 0,
+        };
+        let mut first = FirstHit::default();
+        compiled.classify(Hook::Forward, &h, &meta, &mut st, &mut first);
+        let got = first.0.map_or(0, |id| id.0 as u32);
+        let ok = if t.expect_exact {
+            got == t.expect
+        } else {
+            got != 0 && got <= t.expect
+        };
+        if !ok {
+            if bad < 5 {
+                eprintln!("header {t:?}: first match {got}, expected {}", t.expect);
+            }
+            bad += 1;
+        }
+    }
+    (bad, headers.len())
+}
+
+#[test]
+fn own_small_set_first_matches() {
+    let rules = "@10.0.0.0/8 0.0.0.0/0 0 : 65535 22 : 22 0x06/0xFF\n\
+                 @10.1.0.0/16 192.168.0.0/16 1024 : 65535 0 : 65535 0x11/0xFF\n\
+                 @0.0.0.0/0 192.168.1.0/24 0 : 65535 0 : 65535 0x00/0x00\n\
+                 @0.0.0.0/0 0.0.0.0/0 0 : 65535 0 : 65535 0x01/0xFF\n";
+    // src dst sport dport proto match (addresses as host-order integers)
+    let trace = "167772161 1 5 22 6 1\n\
+                 167837697 3232235777 2000 53 17 2\n\
+                 167837697 3232235777 53 53 17 3\n\
+                 1 3232235777 0 0 47 3\n\
+                 1 2 0 0 1 4\n";
+    assert_eq!(run(rules, trace), (0, 5));
+}
+
+#[test]
+fn wustl_traces_first_match_is_the_expected_rule() {
+    let Some(dir) = shared_data("classbench/wustl_5field") else {
+        eprintln!("SKIPPED: ../shared/data/classbench is absent (a clone without shared data)");
+        return;
+    };
+    let mut total = 0;
+    for set in [
+        "acl1_1K", "fw1_1K", "ipc1_1K", "acl1_10K", "fw1_10K", "ipc1_10K",
+    ] {
+        let rules = std::fs::read_to_string(dir.join(set)).expect("rule file");
+        let tr = std::fs::read_to_string(dir.join(format!("{set}_trace"))).expect("trace file");
+        let (bad, n) = run(&rules, &tr);
+        eprintln!("{set}: {n} headers, {bad} mismatches");
+        assert_eq!(bad, 0, "{set}: {bad} of {n} headers hit another first rule");
+        total += n;
+    }
+    assert!(total > 300_000);
+}
