@@ -20,7 +20,7 @@ pub struct RunOutput {
     pub code: i32,
 }
 
-const SUBCOMMANDS: &str = "iptables, iptables-save, iptables-restore, demo";
+const SUBCOMMANDS: &str = "iptables, iptables-save, iptables-restore, replay, bench-classify, demo";
 
 /// The process entry point of the `pollwall` binary.
 pub fn main() -> i32 {
@@ -35,6 +35,8 @@ pub fn main() -> i32 {
         match argv.get(1) {
             Some(sub) if is_tool(sub) => (sub.clone(), argv[2..].to_vec()),
             Some(sub) if sub == "demo" => return crate::demo::main(),
+            Some(sub) if sub == "bench-classify" => return crate::bench_classify::main(&argv[2..]),
+            Some(sub) if sub == "replay" => return crate::replay::main(&argv[2..]),
             Some(sub) if sub == "-h" || sub == "--help" => {
                 println!("{}", usage());
                 return 0;

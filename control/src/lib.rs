@@ -3,6 +3,7 @@
 //!
 //! The `pollwall` binary is a thin wrapper over [`cli::main`].
 
+pub mod bench_classify;
 pub mod cli;
 pub mod demo;
 pub mod error;
@@ -10,5 +11,7 @@ pub mod exec;
 pub mod grammar;
 pub mod help;
 pub mod names;
+pub mod replay;
 pub mod restore;
+pub mod sample;
 pub mod store;

@@ -5,3 +5,4 @@
 //! classifier so that the layering control → dataplane → classifier is already in place.
 
 pub use classifier;
+pub mod pcap;

@@ -527,7 +527,9 @@ impl RuleGen<'_> {
             let _ = write!(r, " -m comment --comment \"rule {index} of {chain}\"");
         }
         let target = match self.rng.below(20) {
-            _ if broad && self.rng.pct(60) => String::new(),
+            // A rule with no criteria, or only broad ones, usually just counts.
+            0..=15 if r == format!("-A {chain}") => String::new(),
+            _ if broad && self.rng.pct(75) => String::new(),
             0..=6 => " -j ACCEPT".to_string(),
             7..=12 => " -j DROP".to_string(),
             13 => " -j RETURN".to_string(),

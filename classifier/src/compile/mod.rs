@@ -195,6 +195,20 @@ impl CompiledRuleset {
             .sum()
     }
 
+    /// Per tree of every chain: (nodes, leaf entries, longest leaf, leaves, rules in chain).
+    pub fn tree_stats(&self) -> Vec<(usize, usize, usize, usize, usize)> {
+        let mut v = Vec::new();
+        for t in &self.tables {
+            for c in &t.chains {
+                for tr in &c.trees {
+                    let (a, b, l, n) = tr.stats();
+                    v.push((a, b, l, n, c.rules.len()));
+                }
+            }
+        }
+        v
+    }
+
     fn table(&self, kind: TableKind) -> Option<&CTable> {
         self.tables.iter().find(|t| t.kind == kind)
     }

@@ -160,8 +160,16 @@ impl Tree {
             + (self.children.len() + self.leaf_rules.len()) * 4
     }
 
-    pub fn depth_stats(&self) -> (usize, usize) {
-        (self.nodes.len(), self.leaf_rules.len())
+    /// (nodes, leaf entries, longest leaf, leaves).
+    pub fn stats(&self) -> (usize, usize, usize, usize) {
+        let leaves: Vec<_> = self.nodes.iter().filter(|n| n.dim == LEAF).collect();
+        let longest = leaves.iter().map(|n| n.len as usize).max().unwrap_or(0);
+        (
+            self.nodes.len(),
+            self.leaf_rules.len(),
+            longest,
+            leaves.len(),
+        )
     }
 }
 

@@ -1,0 +1,234 @@
+//! `pollwall bench-classify --rules FILE [--format iptables|classbench] [--trace FILE]
+//! [--chain C]`: lets an operator measure their own ruleset. Compiles it, runs the trace (or
+//! packets sampled from the rules' own boxes) through the batch API on one core, checks first
+//! matches against the trace's expected rules (or, for sampled packets, against the reference
+//! evaluator), and prints one JSON object: rules, build_ms, memory_bytes, lookups_per_sec,
+//! mismatches.
+
+use crate::restore::{restore, RestoreOptions};
+use classifier::classbench::{self, trace};
+use classifier::compile::{CompiledRuleset, Recorder, TreeParams};
+use classifier::eval::{Hit, RefEvaluator};
+use classifier::packet::{CtInfo, Headers, IfName, PacketMeta};
+use classifier::{Hook, RuleId, Ruleset, TableKind};
+use std::time::Instant;
+
+struct Args {
+    rules: String,
+    classbench: bool,
+    trace: Option<String>,
+    chain: String,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut a = Args {
+        rules: String::new(),
+        classbench: false,
+        trace: None,
+        chain: "FORWARD".into(),
+    };
+    let mut i = 0;
+    let mut format: Option<String> = None;
+    while i < args.len() {
+        let val = |i: usize| {
+            args.get(i + 1)
+                .cloned()
+                .ok_or_else(|| format!("{} needs a value", args[i]))
+        };
+        match args[i].as_str() {
+            "--rules" => a.rules = val(i)?,
+            "--format" => format = Some(val(i)?),
+            "--trace" => a.trace = Some(val(i)?),
+            "--chain" => a.chain = val(i)?,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument `{other}'\n{USAGE}")),
+        }
+        i += 2;
+    }
+    if a.rules.is_empty() {
+        return Err(format!("--rules is required\n{USAGE}"));
+    }
+    a.classbench = match format.as_deref() {
+        None => !a.rules.ends_with(".rules") && looks_like_classbench(&a.rules),
+        Some("classbench") => true,
+        Some("iptables") => false,
+        Some(f) => return Err(format!("unknown format `{f}' (iptables or classbench)")),
+    };
+    Ok(a)
+}
+
+const USAGE: &str =
+    "usage: pollwall bench-classify --rules FILE [--format iptables|classbench] [--trace FILE] [--chain C]";
+
+fn looks_like_classbench(path: &str) -> bool {
+    std::fs::read_to_string(path)
+        .map(|t| t.trim_start().starts_with('@'))
+        .unwrap_or(false)
+}
+
+/// Records the first rule hit (what a trace's expected column names).
+#[derive(Default)]
+struct FirstHit(Option<RuleId>);
+
+impl Recorder for FirstHit {
+    fn hit(&mut self, hit: Hit) {
+        if let (None, Hit::Rule(id)) = (self.0, hit) {
+            self.0 = Some(id);
+        }
+    }
+}
+
+fn meta_for(h: &Headers) -> PacketMeta {
+    PacketMeta {
+        in_iface: IfName::NONE,
+        out_iface: IfName::NONE,
+        ct: CtInfo::new_from(h),
+        mark: 0,
+        owner: None,
+        now_ns: 0,
+    }
+}
+
+/// Entry point; returns the exit code.
+pub fn main(args: &[String]) -> i32 {
+    match run(args) {
+        Ok(json) => {
+            println!("{json}");
+            0
+        }
+        Err(e) => {
+            eprintln!("pollwall bench-classify: {e}");
+            if e.starts_with("usage") {
+                0
+            } else {
+                1
+            }
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<String, String> {
+    let a = parse_args(args)?;
+    let text =
+        std::fs::read_to_string(&a.rules).map_err(|e| format!("cannot read {}: {e}", a.rules))?;
+    let (rs, positions): (Ruleset, bool) = if a.classbench {
+        let rules = classbench::parse_rules(&text).map_err(|e| format!("{}: {e}", a.rules))?;
+        (trace::to_ruleset(&rules, &a.chain), true)
+    } else {
+        let mut rs = Ruleset::new();
+        restore(&text, &RestoreOptions::default(), &mut rs)
+            .map_err(|e| format!("{}: {}", a.rules, e.render("iptables-restore").trim_end()))?;
+        (rs, false)
+    };
+    let hook = Hook::from_name(&a.chain)
+        .filter(|h| {
+            rs.table(TableKind::Filter)
+                .is_some_and(|t| t.chain(h.name()).is_some())
+        })
+        .ok_or_else(|| {
+            format!(
+                "--chain {} is not a built-in chain of the filter table",
+                a.chain
+            )
+        })?;
+    let table = rs.table(TableKind::Filter).expect("checked above");
+    let nrules: usize = table.chains.iter().map(|c| c.rules.len()).sum();
+
+    let t0 = Instant::now();
+    let mut params = TreeParams::default();
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
+    if let Some(v) = env("POLLWALL_BINTH") {
+        params.binth = v as usize;
+    }
+    if let Some(v) = env("POLLWALL_SPFAC") {
+        params.spfac = v;
+    }
+    if let Some(v) = env("POLLWALL_CUTBITS") {
+        params.max_cut_bits = v as u32;
+    }
+    let compiled = CompiledRuleset::compile(&rs, 0, &params);
+    let build_ms = t0.elapsed().as_secs_f64() * 1e3;
+    if std::env::var_os("POLLWALL_BENCH_VERBOSE").is_some() {
+        for (nodes, entries, longest, leaves, rules) in compiled.tree_stats() {
+            eprintln!("tree: {nodes} nodes, {leaves} leaves, {entries} leaf entries, longest leaf {longest}, chain of {rules} rules");
+        }
+    }
+
+    // The packets: the trace, or points sampled from the rules' boxes.
+    let (headers, expected): (Vec<Headers>, Vec<Option<(u32, bool)>>) = match &a.trace {
+        Some(path) => {
+            let t =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            let tr = trace::parse_trace(&t).map_err(|e| format!("{path}: {e}"))?;
+            (
+                tr.iter().map(|x| x.headers()).collect(),
+                tr.iter()
+                    .map(|x| Some((x.expect, x.expect_exact)))
+                    .collect(),
+            )
+        }
+        None => {
+            let hs = crate::sample::sample_packets(
+                table.chain(hook.name()).expect("hook chain"),
+                100_000.max(nrules * 10),
+            );
+            let n = hs.len();
+            (hs, vec![None; n])
+        }
+    };
+    if headers.is_empty() {
+        return Err("no packets to classify".into());
+    }
+    let pkts: Vec<(Headers, PacketMeta)> = headers.iter().map(|h| (*h, meta_for(h))).collect();
+
+    // Correctness: trace expectations with the compiled classifier; sampled packets against the
+    // reference evaluator (on a prefix, since the reference is a linear walk).
+    let mut st = compiled.new_state();
+    let mut mismatches = 0u64;
+    let mut reference = RefEvaluator::new(&rs, 0);
+    for (i, (h, m)) in pkts.iter().enumerate() {
+        match expected[i] {
+            Some((want, exact)) if positions => {
+                let mut first = FirstHit::default();
+                compiled.classify(hook, h, m, &mut st, &mut first);
+                let got = first.0.map_or(0, |id| id.0 as u32);
+                if (exact && got != want) || (!exact && (got == 0 || got > want)) {
+                    mismatches += 1;
+                }
+            }
+            _ if i < 20_000 => {
+                let mut got = classifier::eval::Trace {
+                    mark: m.mark,
+                    ..Default::default()
+                };
+                let (v, mark) = compiled.classify(hook, h, m, &mut st, &mut got);
+                got.verdict = Some(v);
+                got.mark = mark;
+                if got != reference.eval_hook(hook, h, m) {
+                    mismatches += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Speed: the batch API over the packets, repeated for at least a second.
+    let mut verdicts = vec![(classifier::eval::Verdict::Accept, 0u32); 64];
+    let mut st = compiled.new_state();
+    let mut done = 0u64;
+    let t0 = Instant::now();
+    while t0.elapsed().as_secs_f64() < 1.0 {
+        for chunk in pkts.chunks(64) {
+            compiled.classify_batch(hook, chunk, &mut st, &mut verdicts[..chunk.len()]);
+        }
+        done += pkts.len() as u64;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    std::hint::black_box(&verdicts);
+    let lps = done as f64 / secs;
+    Ok(format!(
+        "{{\"rules\": {nrules}, \"build_ms\": {build_ms:.3}, \"memory_bytes\": {}, \"lookups_per_sec\": {:.0}, \"mismatches\": {mismatches}}}",
+        compiled.memory_bytes(),
+        lps
+    ))
+}
