@@ -68,7 +68,13 @@ fn generic_match() -> impl Strategy<Value = Match> {
         )
             .prop_map(|(n, unit, burst)| {
                 // Bursts the kernel would refuse (avg * burst overflowing) are not valid rulesets.
-                let avg = LimitMatch::SCALE * unit / n;
+                // iptables prints a rate rounded to its best unit (`print_rate`), so not every
+                // interval survives a save: generate the ones a save can express.
+                let raw = LimitMatch::SCALE * unit / n;
+                let avg = control::grammar::ext::misc::parse_rate(
+                    &control::grammar::ext::misc::rate_text(raw),
+                )
+                .expect("printed rates parse");
                 let burst = burst.min(u32::MAX / avg / 2).max(1);
                 let credits = classifier::check::user2credits;
                 let ok = credits(avg.wrapping_mul(burst)) >= credits(avg);
