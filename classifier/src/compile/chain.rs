@@ -9,7 +9,7 @@
 //! every tree has been ruled out.
 
 use super::rbox::{rule_box, CRule, Key, RBox, DST, SRC};
-use super::tree::{RuleInfo, Tree, TreeParams};
+use super::tree::{LeafEntry, RuleInfo, Tree, TreeParams};
 use crate::eval::limit::Bucket;
 use crate::eval::matcher::{rule_matches, MatchEnv, RuleMatch};
 use crate::model::{Match, Rule, Target};
@@ -34,6 +34,8 @@ pub enum CTarget {
 /// A compiled chain.
 #[derive(Clone, Debug)]
 pub struct CChain {
+    /// Counter slot of the first rule (rule `i` counts into `dense_base + i`).
+    pub dense_base: u32,
     pub rules: Vec<CRule>,
     pub model: Vec<Rule>,
     pub targets: Vec<CTarget>,
@@ -45,11 +47,24 @@ pub struct CChain {
 struct Info<'a> {
     rules: &'a [CRule],
     terminal: &'a [bool],
+    stateful: &'a [bool],
 }
 
 impl RuleInfo for Info<'_> {
     fn rbox(&self, r: u32) -> &RBox {
         &self.rules[r as usize].rbox
+    }
+    fn flags(&self, r: u32) -> u32 {
+        let r = r as usize;
+        (if self.rules[r].exact {
+            LeafEntry::EXACT
+        } else {
+            0
+        }) | (if self.stateful[r] {
+            LeafEntry::STATEFUL
+        } else {
+            0
+        })
     }
     fn terminal_exact(&self, r: u32) -> bool {
         self.rules[r as usize].exact && self.terminal[r as usize]
@@ -65,7 +80,11 @@ pub enum Found {
 }
 
 fn partition_of(b: &RBox) -> usize {
-    let specific = |d: usize| b.width(d) <= 1 << 16;
+    let bits: u32 = std::env::var("POLLWALL_PART_BITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let specific = |d: usize| b.width(d) <= 1u64 << bits;
     usize::from(specific(SRC)) | usize::from(specific(DST)) << 1
 }
 
@@ -122,13 +141,21 @@ impl CChain {
         let info = Info {
             rules: &rules,
             terminal: &terminal,
+            stateful: &stateful,
         };
-        let trees = parts
+        let mut trees: Vec<Tree> = parts
             .iter()
             .filter(|p| !p.is_empty())
             .map(|p| Tree::build(p, &info, params))
             .collect();
+        // Order: by POLLWALL_TREE_ORDER (tuning), default the largest partition first.
+        if std::env::var("POLLWALL_TREE_ORDER").as_deref() == Ok("minpos") {
+            trees.sort_by_key(|t| t.min_pos);
+        } else {
+            trees.sort_by_key(|t| std::cmp::Reverse(t.rules));
+        }
         CChain {
+            dense_base,
             rules,
             model: model.to_vec(),
             targets,
@@ -174,6 +201,7 @@ impl CChain {
         mark: u32,
         buckets: &mut [Bucket],
         fast: bool,
+        pre: Option<&[Option<&[LeafEntry]>; MAX_PARTS]>,
     ) -> Found {
         if !fast {
             for i in from..self.rules.len() {
@@ -185,34 +213,36 @@ impl CChain {
             }
             return Found::End;
         }
-        let mut leaves: [&[u32]; MAX_PARTS] = [&[]; MAX_PARTS];
-        for (l, t) in leaves.iter_mut().zip(&self.trees) {
-            *l = t.lookup(key);
-        }
-        let leaves = &leaves[..self.trees.len()];
+        // Trees are ordered by their first rule: once a match is known, a tree whose rules all
+        // come later cannot hold an earlier one, and is not even looked up.
+        let mut leaves: [Option<&[LeafEntry]>; MAX_PARTS] =
+            pre.copied().unwrap_or([None; MAX_PARTS]);
         let mut from = from;
         loop {
             let mut best = usize::MAX;
             let mut tentative = false;
-            for leaf in leaves {
-                for &c in leaf.iter() {
-                    let c = c as usize;
+            for (ti, tree) in self.trees.iter().enumerate() {
+                if tree.min_pos as usize >= best {
+                    continue;
+                }
+                let leaf = *leaves[ti].get_or_insert_with(|| tree.lookup(key));
+                for e in leaf.iter() {
+                    let c = e.pos as usize;
                     if c < from {
                         continue;
                     }
                     if c >= best {
                         break;
                     }
-                    let r = &self.rules[c];
-                    if !r.rbox.contains(key) {
+                    if !e.rbox.contains(key) {
                         continue;
                     }
-                    if self.stateful[c] {
+                    if e.flags & LeafEntry::STATEFUL != 0 {
                         best = c;
                         tentative = true;
                         break;
                     }
-                    if r.exact {
+                    if e.flags & LeafEntry::EXACT != 0 {
                         best = c;
                         tentative = false;
                         break;

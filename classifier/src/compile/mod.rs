@@ -18,7 +18,12 @@ use crate::model::*;
 use crate::packet::{Headers, PacketMeta, TcpOptions, L4};
 use chain::{CChain, CTarget, Found};
 use rbox::Key;
+use tree::LeafEntry;
 pub use tree::TreeParams;
+
+/// Deepest jump nesting the walk follows (a loop-free table cannot exceed its chain count; this
+/// bounds the walk's memory whatever the table).
+const MAX_JUMP_DEPTH: usize = 64;
 
 /// Receives what a traversal did, besides counting (tests record it; the dataplane ignores it).
 pub trait Recorder {
@@ -74,6 +79,8 @@ pub struct WorkerState {
     pub counters: Vec<Counters>,
     pub policy: Vec<Counters>,
     pub buckets: Vec<Bucket>,
+    /// Jump return points of the walk in progress (kept here so the walk never allocates).
+    stack: Vec<(u32, u32)>,
 }
 
 fn table_index(kind: TableKind) -> usize {
@@ -83,6 +90,16 @@ fn table_index(kind: TableKind) -> usize {
         TableKind::Nat => 2,
         TableKind::Filter => 3,
     }
+}
+
+/// How many of a chain's trees the batch path looks up up front (the rest are looked up per
+/// packet, only when an earlier match does not make them pointless).
+fn batched_trees(trees: &[tree::Tree]) -> usize {
+    std::env::var("POLLWALL_BATCHED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .min(trees.len())
 }
 
 /// Can a match hotdrop this packet? Then the linear walk decides it.
@@ -179,6 +196,7 @@ impl CompiledRuleset {
             counters: vec![Counters::default(); self.rule_ids.len()],
             policy: vec![Counters::default(); self.policy_slots.len()],
             buckets: self.buckets_init.clone(),
+            stack: Vec::with_capacity(MAX_JUMP_DEPTH),
         }
     }
 
@@ -209,6 +227,11 @@ impl CompiledRuleset {
         v
     }
 
+    /// The trees of a table's chain (for statistics and tuning).
+    pub fn chain_trees(&self, kind: TableKind, chain: usize) -> &[tree::Tree] {
+        self.table(kind).map_or(&[], |t| &t.chains[chain].trees)
+    }
+
     fn table(&self, kind: TableKind) -> Option<&CTable> {
         self.tables.iter().find(|t| t.kind == kind)
     }
@@ -222,7 +245,22 @@ impl CompiledRuleset {
         st: &mut WorkerState,
         rec: &mut R,
     ) -> (Verdict, u32) {
-        let key = Key::of(h);
+        self.classify_pre(hook, h, meta, st, rec, &Key::of(h), None)
+    }
+
+    /// `pre`: the candidates of the first table's hook chain, already looked up (batch path).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn classify_pre<R: Recorder>(
+        &self,
+        hook: Hook,
+        h: &Headers,
+        meta: &PacketMeta,
+        st: &mut WorkerState,
+        rec: &mut R,
+        key: &Key,
+        pre: Option<(TableKind, &[Option<&[LeafEntry]>; chain::MAX_PARTS])>,
+    ) -> (Verdict, u32) {
         let fast = !needs_slow_path(h);
         let mut mark = meta.mark;
         for &kind in hook_tables(hook) {
@@ -234,15 +272,18 @@ impl CompiledRuleset {
             let Some(start) = t.hook_chain[hi] else {
                 continue;
             };
-            match self.walk_table(t, hi, start, &key, h, meta, &mut mark, st, rec, fast) {
-                None => {}
-                Some(v) => return (v, mark),
+            let leaves = pre.filter(|(k, _)| *k == kind).map(|(_, l)| l);
+            if let Some(v) =
+                self.walk_table(t, hi, start, key, h, meta, &mut mark, st, rec, fast, leaves)
+            {
+                return (v, mark);
             }
         }
         (Verdict::Accept, mark)
     }
 
-    /// Classifies a batch of packets on one hook (`verdicts[i]` for `pkts[i]`).
+    /// Classifies a batch of packets on one hook (`verdicts[i]` for `pkts[i]`). The tree lookups
+    /// of the first table run interleaved across the batch, with prefetching.
     pub fn classify_batch(
         &self,
         hook: Hook,
@@ -250,8 +291,34 @@ impl CompiledRuleset {
         st: &mut WorkerState,
         verdicts: &mut [(Verdict, u32)],
     ) {
-        for (p, v) in pkts.iter().zip(verdicts.iter_mut()) {
-            *v = self.classify(hook, &p.0, &p.1, st, &mut NoRecord);
+        const B: usize = 32;
+        // The first table whose hook chain every packet visits (nat depends on the packet).
+        let first = hook_tables(hook).iter().find_map(|&k| {
+            let t = self.table(k).filter(|_| k != TableKind::Nat)?;
+            t.hook_chain[hook as usize].map(|c| (t, c))
+        });
+        for (chunk, out) in pkts.chunks(B).zip(verdicts.chunks_mut(B)) {
+            let mut keys = [Key::default(); B];
+            for (k, p) in keys.iter_mut().zip(chunk) {
+                *k = Key::of(&p.0);
+            }
+            let n = chunk.len();
+            // The trees of the first table's hook chain, interleaved across the batch.
+            let mut leaves: [[&[LeafEntry]; B]; chain::MAX_PARTS] = [[&[]; B]; chain::MAX_PARTS];
+            let trees = first.map_or(&[][..], |(t, c)| &t.chains[c as usize].trees[..]);
+            let batched = batched_trees(trees);
+            for (tree, l) in trees.iter().zip(leaves.iter_mut()).take(batched) {
+                tree.lookup_batch(&keys[..n], &mut l[..n]);
+            }
+            for i in 0..n {
+                let mut mine: [Option<&[LeafEntry]>; chain::MAX_PARTS] = [None; chain::MAX_PARTS];
+                for (m, l) in mine.iter_mut().zip(&leaves).take(batched) {
+                    *m = Some(l[i]);
+                }
+                let pre = first.map(|(t, _)| (t.kind, &mine));
+                let (h, meta) = &chunk[i];
+                out[i] = self.classify_pre(hook, h, meta, st, &mut NoRecord, &keys[i], pre);
+            }
         }
     }
 
@@ -269,31 +336,33 @@ impl CompiledRuleset {
         st: &mut WorkerState,
         rec: &mut R,
         fast: bool,
+        pre: Option<&[Option<&[LeafEntry]>; chain::MAX_PARTS]>,
     ) -> Option<Verdict> {
         let hook = Hook::ALL[hi];
         let mut chain = start as usize;
         let mut pos = 0usize;
         // Jump return points; chains nest at most as deep as the chain count.
-        let mut stack: [(u32, u32); 64] = [(0, 0); 64];
-        let mut depth = 0usize;
+        st.stack.clear();
         let bytes = u64::from(h.ip_len);
         loop {
             let c = &t.chains[chain];
-            let found = c.next_match(pos, key, h, meta, *mark, &mut st.buckets, fast);
+            // The precomputed candidates serve the start chain (same key, any position).
+            let leaves = if chain == start as usize { pre } else { None };
+            let found = c.next_match(pos, key, h, meta, *mark, &mut st.buckets, fast, leaves);
             let i = match found {
                 Found::HotDrop => return Some(Verdict::HotDrop),
                 Found::End => {
-                    if depth > 0 && !t.builtin[chain] {
-                        depth -= 1;
-                        (chain, pos) = (stack[depth].0 as usize, stack[depth].1 as usize);
-                        continue;
+                    if !t.builtin[chain] {
+                        if let Some((c, p)) = st.stack.pop() {
+                            (chain, pos) = (c as usize, p as usize);
+                            continue;
+                        }
                     }
                     return self.policy(t, hi, hook, bytes, st, rec);
                 }
                 Found::Rule(i) => i,
             };
-            let cr = &c.rules[i];
-            let cnt = &mut st.counters[cr.dense as usize];
+            let cnt = &mut st.counters[c.dense_base as usize + i];
             cnt.packets += 1;
             cnt.bytes += bytes;
             let rule = &c.model[i];
@@ -308,20 +377,18 @@ impl CompiledRuleset {
                 CTarget::Accept => return None,
                 CTarget::Drop => return Some(Verdict::Drop),
                 CTarget::Return => {
-                    if depth == 0 {
+                    let Some((c, p)) = st.stack.pop() else {
                         return self.policy(t, hi, hook, bytes, st, rec);
-                    }
-                    depth -= 1;
-                    (chain, pos) = (stack[depth].0 as usize, stack[depth].1 as usize);
+                    };
+                    (chain, pos) = (c as usize, p as usize);
                 }
                 CTarget::Jump(n) => {
-                    if depth == stack.len() {
+                    if st.stack.len() == MAX_JUMP_DEPTH {
                         // Deeper than any loop-free table allows: treat as the kernel's stack
                         // overflow protection would, by dropping.
                         return Some(Verdict::Drop);
                     }
-                    stack[depth] = (chain as u32, pos as u32);
-                    depth += 1;
+                    st.stack.push((chain as u32, pos as u32));
                     (chain, pos) = (n as usize, 0);
                 }
                 CTarget::Goto(n) => (chain, pos) = (n as usize, 0),

@@ -21,6 +21,9 @@ pub struct TreeParams {
     pub max_cut_bits: u32,
     /// Depth limit (a safety net against pathological sets).
     pub max_depth: u32,
+    /// Memory bound: leaf entries may total at most this many times the rule count (past it,
+    /// nodes become leaves); keeps overlapping, wildcard-heavy sets from exploding.
+    pub max_replication: usize,
 }
 
 impl Default for TreeParams {
@@ -30,14 +33,44 @@ impl Default for TreeParams {
             spfac: 4.0,
             max_cut_bits: 8,
             max_depth: 24,
+            max_replication: 8,
         }
     }
 }
 
 const LEAF: u8 = 0xff;
 
-/// One node: an internal node (`dim`, `shift`, children at `first`) or a leaf (rules
-/// `leaf_rules[first..first+len]`).
+/// Marks a batch lookup that left every region (no candidates).
+const EMPTY_NODE: u32 = u32::MAX;
+
+/// Asks the CPU to bring `v`'s cache line in (no effect where there is no such instruction).
+#[inline(always)]
+fn prefetch<T>(v: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint to the cache: it cannot fault or change program state,
+    // and the pointer comes from a live reference. SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            v as *const T as *const i8,
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+impl Node {
+    const EMPTY_LEAF: Node = Node {
+        dim: LEAF,
+        shift: 0,
+        _pad: 0,
+        lo: 0,
+        first: 0,
+        len: 0,
+    };
+}
+
+/// One node: an internal node (`dim`, `shift`, its `len` children at `nodes[first..]`) or a
+/// leaf (rules `leaf_rules[first..first+len]`).
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 struct Node {
@@ -49,17 +82,40 @@ struct Node {
     len: u32,
 }
 
+/// A leaf entry: the rule's box inline (no indirection while scanning), its position in the
+/// chain and its flags.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(16))]
+pub struct LeafEntry {
+    pub rbox: RBox,
+    pub pos: u32,
+    /// [`LeafEntry::EXACT`], [`LeafEntry::STATEFUL`].
+    pub flags: u32,
+}
+
+impl LeafEntry {
+    /// The box decides the rule.
+    pub const EXACT: u32 = 1;
+    /// Checking the rule has a side effect (a `limit` match).
+    pub const STATEFUL: u32 = 2;
+}
+
 /// An immutable decision tree.
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
+    /// The first rule position the tree holds (u32::MAX when empty).
+    pub min_pos: u32,
+    /// How many rules the tree was built over.
+    pub rules: usize,
     nodes: Vec<Node>,
-    children: Vec<u32>,
-    leaf_rules: Vec<u32>,
+    leaf_rules: Vec<LeafEntry>,
 }
 
 /// Which rules stop the chain when they match (their followers in a covered leaf are unreachable).
 pub trait RuleInfo {
     fn rbox(&self, rule: u32) -> &RBox;
+    /// The rule's [`LeafEntry`] flags.
+    fn flags(&self, rule: u32) -> u32;
     /// The box decides the rule (no leaf check) and a match ends the chain's walk.
     fn terminal_exact(&self, rule: u32) -> bool;
 }
@@ -67,97 +123,174 @@ pub trait RuleInfo {
 impl Tree {
     /// Builds a tree over `rules` (positions, ascending).
     pub fn build(rules: &[u32], info: &impl RuleInfo, p: &TreeParams) -> Tree {
-        let mut t = Tree::default();
+        let mut t = Tree {
+            min_pos: rules.iter().copied().min().unwrap_or(u32::MAX),
+            rules: rules.len(),
+            ..Tree::default()
+        };
         let root = RBox {
             lo: [0; DIMS],
             hi: super::rbox::DIM_MAX,
         };
-        t.nodes.push(Node {
-            dim: LEAF,
-            shift: 0,
-            _pad: 0,
-            lo: 0,
-            first: 0,
-            len: 0,
-        });
-        let mut work = vec![(0u32, root, prune(rules, &root, info), 0u32)];
-        while let Some((id, region, rs, depth)) = work.pop() {
-            match choose_cut(&region, &rs, info, p, depth) {
-                None => {
-                    let first = t.leaf_rules.len() as u32;
-                    t.leaf_rules.extend_from_slice(&rs);
-                    t.nodes[id as usize] = Node {
-                        dim: LEAF,
-                        shift: 0,
-                        _pad: 0,
-                        lo: 0,
-                        first,
-                        len: rs.len() as u32,
+        t.nodes.push(Node::EMPTY_LEAF);
+        // Breadth first, so that when the memory budget runs out it is the deepest refinements
+        // that are given up, not whole subtrees.
+        let budget = (rules.len() * p.max_replication).max(1024);
+        let mut committed = rules.len();
+        let mut work =
+            std::collections::VecDeque::from([(0u32, root, prune(rules, &root, info), 0u32)]);
+        while let Some((id, region, rs, depth)) = work.pop_front() {
+            // HyperCuts' region compaction: cut only the aligned block that holds the rules.
+            let region = compact(&region, &rs, info);
+            let cut = if rs.len() <= p.binth || committed > budget {
+                None
+            } else {
+                choose_cut(&region, &rs, info, p, depth)
+            };
+            let Some((dim, bits)) = cut else {
+                t.nodes[id as usize] = t.leaf(&rs, info);
+                continue;
+            };
+            let shift = region_bits(&region, dim) - bits;
+            let n = 1u32 << bits;
+            // Children are contiguous, so a lookup finds one with a single load per level.
+            let first = t.nodes.len() as u32;
+            t.nodes[id as usize] = Node {
+                dim: dim as u8,
+                shift: shift as u8,
+                _pad: 0,
+                lo: region.lo[dim],
+                first,
+                len: n,
+            };
+            t.nodes.resize(t.nodes.len() + n as usize, Node::EMPTY_LEAF);
+            // Consecutive children with the same small rule list share one leaf's entries.
+            let mut prev: Option<(Vec<u32>, Node)> = None;
+            for c in 0..n {
+                let mut sub = region;
+                sub.lo[dim] = region.lo[dim] + (c << shift);
+                sub.hi[dim] = sub.lo[dim] + ((1u64 << shift) - 1) as u32;
+                let crs = prune(&rs, &sub, info);
+                committed += crs.len();
+                let cid = (first + c) as usize;
+                if crs.len() <= p.binth {
+                    let node = match &prev {
+                        Some((prs, node)) if *prs == crs => *node,
+                        _ => t.leaf(&crs, info),
                     };
-                }
-                Some((dim, bits)) => {
-                    let width_bits = region_bits(&region, dim);
-                    let shift = width_bits - bits;
-                    let first = t.children.len() as u32;
-                    let n = 1u32 << bits;
-                    t.nodes[id as usize] = Node {
-                        dim: dim as u8,
-                        shift: shift as u8,
-                        _pad: 0,
-                        lo: region.lo[dim],
-                        first,
-                        len: n,
-                    };
-                    t.children.resize(t.children.len() + n as usize, 0);
-                    // Identical children (same rule list) share one subtree.
-                    let mut prev: Option<(Vec<u32>, u32)> = None;
-                    for c in 0..n {
-                        let mut sub = region;
-                        sub.lo[dim] = region.lo[dim] + (c << shift);
-                        sub.hi[dim] = sub.lo[dim] + ((1u64 << shift) - 1) as u32;
-                        let crs = prune(&rs, &sub, info);
-                        let child = match &prev {
-                            Some((prs, pid)) if *prs == crs && crs.len() <= p.binth => *pid,
-                            _ => {
-                                let cid = t.nodes.len() as u32;
-                                t.nodes.push(Node {
-                                    dim: LEAF,
-                                    shift: 0,
-                                    _pad: 0,
-                                    lo: 0,
-                                    first: 0,
-                                    len: 0,
-                                });
-                                work.push((cid, sub, crs.clone(), depth + 1));
-                                prev = Some((crs, cid));
-                                cid
-                            }
-                        };
-                        t.children[(first + c) as usize] = child;
-                    }
+                    t.nodes[cid] = node;
+                    prev = Some((crs, node));
+                } else {
+                    prev = None;
+                    work.push_back((cid as u32, sub, crs, depth + 1));
                 }
             }
         }
         t
     }
 
+    /// Appends a leaf's entries; returns its node.
+    fn leaf(&mut self, rs: &[u32], info: &impl RuleInfo) -> Node {
+        let first = self.leaf_rules.len() as u32;
+        self.leaf_rules.extend(rs.iter().map(|&r| LeafEntry {
+            rbox: *info.rbox(r),
+            pos: r,
+            flags: info.flags(r),
+        }));
+        Node {
+            dim: LEAF,
+            shift: 0,
+            _pad: 0,
+            lo: 0,
+            first,
+            len: rs.len() as u32,
+        }
+    }
+
     /// The candidate rules for `key`, in rule order.
     #[inline]
-    pub fn lookup(&self, key: &Key) -> &[u32] {
+    pub fn lookup(&self, key: &Key) -> &[LeafEntry] {
         let mut n = &self.nodes[0];
         while n.dim != LEAF {
-            let v = key.0[n.dim as usize];
-            let idx = (v.wrapping_sub(n.lo) >> n.shift) as usize;
-            let child = self.children[n.first as usize + idx];
-            n = &self.nodes[child as usize];
+            match self.step(n, key) {
+                Some(c) => n = &self.nodes[c],
+                None => return &[],
+            }
         }
+        self.leaf_entries(n)
+    }
+
+    /// The child of internal node `n` for `key` (None: outside the node's compacted region).
+    #[inline(always)]
+    fn step(&self, n: &Node, key: &Key) -> Option<usize> {
+        let v = key.0[usize::from(n.dim)];
+        let idx = v.wrapping_sub(n.lo) >> n.shift;
+        (idx < n.len).then(|| (n.first + idx) as usize)
+    }
+
+    #[inline(always)]
+    fn leaf_entries(&self, n: &Node) -> &[LeafEntry] {
         &self.leaf_rules[n.first as usize..(n.first + n.len) as usize]
+    }
+
+    /// Looks up a batch of keys together: every key advances one level per pass and the next
+    /// node of each is prefetched, so the cache misses of the batch overlap (DPDK ACL's
+    /// interleaving). `out[i]` receives the candidates of `keys[i]`.
+    pub fn lookup_batch<'t>(&'t self, keys: &[Key], out: &mut [&'t [LeafEntry]]) {
+        const MAX: usize = 64;
+        let n = keys.len().min(out.len()).min(MAX);
+        let mut cur = [0u32; MAX];
+        let mut live = n;
+        while live > 0 {
+            live = 0;
+            for i in 0..n {
+                if cur[i] == EMPTY_NODE {
+                    continue;
+                }
+                let node = &self.nodes[cur[i] as usize];
+                if node.dim == LEAF {
+                    continue;
+                }
+                match self.step(node, &keys[i]) {
+                    Some(c) => {
+                        cur[i] = c as u32;
+                        prefetch(&self.nodes[c]);
+                        live += 1;
+                    }
+                    None => cur[i] = EMPTY_NODE,
+                }
+            }
+        }
+        for i in 0..n {
+            out[i] = if cur[i] == EMPTY_NODE {
+                &[]
+            } else {
+                self.leaf_entries(&self.nodes[cur[i] as usize])
+            };
+            if let Some(e) = out[i].first() {
+                prefetch(e);
+            }
+        }
+    }
+
+    /// Levels a lookup of `key` descends (for statistics).
+    pub fn depth_of(&self, key: &Key) -> usize {
+        let mut n = &self.nodes[0];
+        let mut d = 0;
+        while n.dim != LEAF {
+            d += 1;
+            match self.step(n, key) {
+                Some(c) => n = &self.nodes[c],
+                None => break,
+            }
+        }
+        d
     }
 
     /// Bytes of memory the tree holds.
     pub fn memory_bytes(&self) -> usize {
         self.nodes.len() * std::mem::size_of::<Node>()
-            + (self.children.len() + self.leaf_rules.len()) * 4
+            + self.leaf_rules.len() * std::mem::size_of::<LeafEntry>()
     }
 
     /// (nodes, leaf entries, longest leaf, leaves).
@@ -171,6 +304,35 @@ impl Tree {
             leaves.len(),
         )
     }
+}
+
+/// The smallest aligned power-of-two block of `region`, per dimension, that holds every rule's
+/// part of the region.
+fn compact(region: &RBox, rs: &[u32], info: &impl RuleInfo) -> RBox {
+    if rs.is_empty() {
+        return *region;
+    }
+    let mut out = *region;
+    for d in 0..DIMS {
+        let (mut lo, mut hi) = (u32::MAX, 0u32);
+        for &r in rs {
+            let b = info.rbox(r);
+            lo = lo.min(b.lo[d].max(region.lo[d]));
+            hi = hi.max(b.hi[d].min(region.hi[d]));
+        }
+        if lo > hi {
+            continue;
+        }
+        let bits = 32 - (lo ^ hi).leading_zeros();
+        let mask = if bits == 32 {
+            u32::MAX
+        } else {
+            (1u32 << bits) - 1
+        };
+        out.lo[d] = lo & !mask;
+        out.hi[d] = out.lo[d] | mask;
+    }
+    out
 }
 
 fn region_bits(r: &RBox, dim: usize) -> u32 {
@@ -229,29 +391,33 @@ fn choose_cut(
     let limit = p.spfac * rs.len() as f64;
     let mut chosen = 0;
     let mut chosen_max = rs.len();
+    let mut chosen_min = rs.len();
     for bits in 1..=p.max_cut_bits.min(avail).min(DIM_BITS[dim]) {
         let n = 1u64 << bits;
         let shift = avail - bits;
-        let (total, max) = child_counts(region, rs, info, dim, shift, n);
+        let (total, max, min) = child_counts(region, rs, info, dim, shift, n);
         if chosen != 0 && (total as f64 + n as f64) > limit {
             break;
         }
         chosen = bits;
         chosen_max = max;
+        chosen_min = min;
         if max <= p.binth {
             break;
         }
     }
-    // A cut that separates nothing would recurse forever: make a leaf instead.
-    if chosen == 0 || chosen_max >= rs.len() {
+    // A cut where every child keeps every rule separates nothing (it would recurse until the
+    // depth limit): try another dimension, else make a leaf. A cut that leaves some child with
+    // fewer rules is progress even when one child keeps them all (compaction then narrows it).
+    if chosen == 0 || (chosen_max >= rs.len() && chosen_min >= rs.len()) {
         // Try the other dimensions with a single halving before giving up.
         for d in 0..DIMS {
             let bits = region_bits(region, d);
             if bits == 0 {
                 continue;
             }
-            let (_, max) = child_counts(region, rs, info, d, bits - 1, 2);
-            if max < rs.len() {
+            let (_, max, min) = child_counts(region, rs, info, d, bits - 1, 2);
+            if max < rs.len() || min < rs.len() {
                 return Some((d, 1));
             }
         }
@@ -260,7 +426,7 @@ fn choose_cut(
     Some((dim, chosen))
 }
 
-/// (sum over children of their rule counts, largest child) for a cut.
+/// (sum over children of their rule counts, largest child, smallest child) for a cut.
 fn child_counts(
     region: &RBox,
     rs: &[u32],
@@ -268,7 +434,7 @@ fn child_counts(
     dim: usize,
     shift: u32,
     n: u64,
-) -> (usize, usize) {
+) -> (usize, usize, usize) {
     let mut counts = vec![0usize; n as usize];
     for &r in rs {
         let b = info.rbox(r);
@@ -286,5 +452,6 @@ fn child_counts(
     (
         counts.iter().sum(),
         counts.iter().copied().max().unwrap_or(0),
+        counts.iter().copied().min().unwrap_or(0),
     )
 }
