@@ -149,6 +149,12 @@ fn run(args: &[String]) -> Result<String, String> {
     if let Some(v) = env("POLLWALL_REPL") {
         params.max_replication = v as usize;
     }
+    if let Some(v) = env("POLLWALL_MAXMEM") {
+        params.max_chain_bytes = v as usize;
+    }
+    if let Some(v) = env("POLLWALL_TUNE") {
+        params.tune = v != 0.0;
+    }
     let compiled = CompiledRuleset::compile(&rs, 0, &params);
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
     if std::env::var_os("POLLWALL_BENCH_VERBOSE").is_some() {

@@ -42,6 +42,9 @@ pub struct CChain {
     /// Rules whose check has a side effect.
     pub stateful: Vec<bool>,
     pub trees: Vec<Tree>,
+    /// Bit i: the batch path looks tree i up for every packet, interleaved (set for trees the
+    /// sample lookups needed for most packets; the others are looked up per packet on demand).
+    pub batch_mask: u8,
 }
 
 struct Info<'a> {
@@ -54,7 +57,7 @@ impl RuleInfo for Info<'_> {
     fn rbox(&self, r: u32) -> &RBox {
         &self.rules[r as usize].rbox
     }
-    fn flags(&self, r: u32) -> u32 {
+    fn flags(&self, r: u32) -> u16 {
         let r = r as usize;
         (if self.rules[r].exact {
             LeafEntry::EXACT
@@ -80,11 +83,7 @@ pub enum Found {
 }
 
 fn partition_of(b: &RBox) -> usize {
-    let bits: u32 = std::env::var("POLLWALL_PART_BITS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
-    let specific = |d: usize| b.width(d) <= 1u64 << bits;
+    let specific = |d: usize| b.width(d) <= 1 << 16;
     usize::from(specific(SRC)) | usize::from(specific(DST)) << 1
 }
 
@@ -143,18 +142,14 @@ impl CChain {
             terminal: &terminal,
             stateful: &stateful,
         };
-        let mut trees: Vec<Tree> = parts
-            .iter()
-            .filter(|p| !p.is_empty())
-            .map(|p| Tree::build(p, &info, params))
-            .collect();
-        // Order: by POLLWALL_TREE_ORDER (tuning), default the largest partition first.
-        if std::env::var("POLLWALL_TREE_ORDER").as_deref() == Ok("minpos") {
-            trees.sort_by_key(|t| t.min_pos);
+        let trees = build_tuned(&parts, &info, params);
+        let batch_mask = if rules.is_empty() {
+            0
         } else {
-            trees.sort_by_key(|t| std::cmp::Reverse(t.rules));
-        }
+            batch_mask(&trees, &sample_keys(&rules, 1024))
+        };
         CChain {
+            batch_mask,
             dense_base,
             rules,
             model: model.to_vec(),
@@ -227,22 +222,22 @@ impl CChain {
                 }
                 let leaf = *leaves[ti].get_or_insert_with(|| tree.lookup(key));
                 for e in leaf.iter() {
-                    let c = e.pos as usize;
+                    let c = e.pos() as usize;
                     if c < from {
                         continue;
                     }
                     if c >= best {
                         break;
                     }
-                    if !e.rbox.contains(key) {
+                    if !e.contains(key) {
                         continue;
                     }
-                    if e.flags & LeafEntry::STATEFUL != 0 {
+                    if e.flags() & LeafEntry::STATEFUL != 0 {
                         best = c;
                         tentative = true;
                         break;
                     }
-                    if e.flags & LeafEntry::EXACT != 0 {
+                    if e.flags() & LeafEntry::EXACT != 0 {
                         best = c;
                         tentative = false;
                         break;
@@ -275,4 +270,120 @@ impl CChain {
             }
         }
     }
+}
+
+/// Builds the partitions' trees, ordered by their first rule. When `params.tune` is set, a few
+/// leaf sizes and replication budgets are tried and the set of trees with the least estimated
+/// lookup work on points sampled from the rules' own boxes (ClassBench's trace model) is kept,
+/// among those within the memory budget. The estimate counts tree levels and leaf entries the
+/// lookup would visit, so the choice is deterministic.
+fn build_tuned(parts: &[Vec<u32>; 4], info: &Info, params: &TreeParams) -> Vec<Tree> {
+    let build = |p: &TreeParams| {
+        let mut trees: Vec<Tree> = parts
+            .iter()
+            .filter(|x| !x.is_empty())
+            .map(|x| Tree::build(x, info, p))
+            .collect();
+        trees.sort_by_key(|t| t.min_pos);
+        trees
+    };
+    if !params.tune || info.rules.len() < 64 {
+        return build(params);
+    }
+    let samples = sample_keys(info.rules, 2048);
+    let mut best: Option<(f64, Vec<Tree>)> = None;
+    for (binth, repl) in [(params.binth, params.max_replication), (4, 16), (2, 16)] {
+        let p = TreeParams {
+            binth,
+            max_replication: repl,
+            ..*params
+        };
+        let trees = build(&p);
+        let mem: usize = trees.iter().map(Tree::memory_bytes).sum();
+        if mem > params.max_chain_bytes && best.is_some() {
+            continue;
+        }
+        let cost = estimate_cost(&trees, &samples);
+        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            best = Some((cost, trees));
+        }
+    }
+    best.map(|(_, t)| t).unwrap_or_default()
+}
+
+/// Trees that the first-match lookup of most sample keys visits (always the first one).
+fn batch_mask(trees: &[Tree], keys: &[Key]) -> u8 {
+    let mut visits = [0usize; MAX_PARTS];
+    for k in keys {
+        let mut best = usize::MAX;
+        for (ti, t) in trees.iter().enumerate() {
+            if t.min_pos as usize >= best {
+                continue;
+            }
+            visits[ti] += 1;
+            if let Some(e) = t
+                .lookup(k)
+                .iter()
+                .find(|e| e.pos() as usize >= best || e.contains(k))
+            {
+                if e.contains(k) && (e.pos() as usize) < best {
+                    best = e.pos() as usize;
+                }
+            }
+        }
+    }
+    let mut mask = 1u8;
+    for (ti, v) in visits.iter().enumerate().take(trees.len()) {
+        if *v * 2 > keys.len() {
+            mask |= 1 << ti;
+        }
+    }
+    mask
+}
+
+/// Points inside randomly chosen rules' boxes (a fixed xorshift sequence).
+fn sample_keys(rules: &[CRule], n: usize) -> Vec<Key> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|_| {
+            let b = &rules[next() as usize % rules.len()].rbox;
+            let mut k = Key::default();
+            for d in 0..super::rbox::DIMS {
+                let (lo, hi) = (b.lo[d], b.hi[d].max(b.lo[d]));
+                k.0[d] = lo + (next() % (u64::from(hi - lo) + 1)) as u32;
+            }
+            k
+        })
+        .collect()
+}
+
+/// Average tree levels plus leaf entries a first-match lookup visits over `keys`.
+fn estimate_cost(trees: &[Tree], keys: &[Key]) -> f64 {
+    let mut work = 0usize;
+    for k in keys {
+        let mut best = usize::MAX;
+        for t in trees {
+            if t.min_pos as usize >= best {
+                continue;
+            }
+            work += 2 * t.depth_of(k);
+            for e in t.lookup(k) {
+                work += 1;
+                if e.pos() as usize >= best {
+                    break;
+                }
+                if e.contains(k) {
+                    best = e.pos() as usize;
+                    break;
+                }
+            }
+        }
+    }
+    work as f64 / keys.len().max(1) as f64
 }

@@ -92,16 +92,6 @@ fn table_index(kind: TableKind) -> usize {
     }
 }
 
-/// How many of a chain's trees the batch path looks up up front (the rest are looked up per
-/// packet, only when an earlier match does not make them pointless).
-fn batched_trees(trees: &[tree::Tree]) -> usize {
-    std::env::var("POLLWALL_BATCHED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .min(trees.len())
-}
-
 /// Can a match hotdrop this packet? Then the linear walk decides it.
 #[inline]
 pub fn needs_slow_path(h: &Headers) -> bool {
@@ -306,14 +296,18 @@ impl CompiledRuleset {
             // The trees of the first table's hook chain, interleaved across the batch.
             let mut leaves: [[&[LeafEntry]; B]; chain::MAX_PARTS] = [[&[]; B]; chain::MAX_PARTS];
             let trees = first.map_or(&[][..], |(t, c)| &t.chains[c as usize].trees[..]);
-            let batched = batched_trees(trees);
-            for (tree, l) in trees.iter().zip(leaves.iter_mut()).take(batched) {
-                tree.lookup_batch(&keys[..n], &mut l[..n]);
+            let mask = first.map_or(0, |(t, c)| t.chains[c as usize].batch_mask);
+            for (ti, (tree, l)) in trees.iter().zip(leaves.iter_mut()).enumerate() {
+                if mask & (1 << ti) != 0 {
+                    tree.lookup_batch(&keys[..n], &mut l[..n]);
+                }
             }
             for i in 0..n {
                 let mut mine: [Option<&[LeafEntry]>; chain::MAX_PARTS] = [None; chain::MAX_PARTS];
-                for (m, l) in mine.iter_mut().zip(&leaves).take(batched) {
-                    *m = Some(l[i]);
+                for (ti, (m, l)) in mine.iter_mut().zip(&leaves).enumerate() {
+                    if mask & (1 << ti) != 0 {
+                        *m = Some(l[i]);
+                    }
                 }
                 let pre = first.map(|(t, _)| (t.kind, &mine));
                 let (h, meta) = &chunk[i];
