@@ -171,10 +171,13 @@ impl CChain {
         i: usize,
         h: &Headers,
         meta: &PacketMeta,
-        mark: u32,
+        mark: Option<u32>,
         buckets: &mut [Bucket],
     ) -> RuleMatch {
-        let env = MatchEnv { mark, meta };
+        let env = MatchEnv {
+            mark: mark.unwrap_or(meta.mark),
+            meta,
+        };
         let slots = &self.rules[i].limit_slots;
         rule_matches(&self.model[i], h, &env, |mi, _| {
             slots
@@ -193,7 +196,7 @@ impl CChain {
         key: &Key,
         h: &Headers,
         meta: &PacketMeta,
-        mark: u32,
+        mark: Option<u32>,
         buckets: &mut [Bucket],
         fast: bool,
         pre: Option<&[Option<&[LeafEntry]>; MAX_PARTS]>,
@@ -292,7 +295,7 @@ fn build_tuned(parts: &[Vec<u32>; 4], info: &Info, params: &TreeParams) -> Vec<T
     }
     let samples = sample_keys(info.rules, 2048);
     let mut best: Option<(f64, Vec<Tree>)> = None;
-    for (binth, repl) in [(params.binth, params.max_replication), (4, 16), (2, 16)] {
+    for (binth, repl) in [(params.binth, params.max_replication), (2, 16), (1, 16)] {
         let p = TreeParams {
             binth,
             max_replication: repl,

@@ -235,7 +235,8 @@ impl CompiledRuleset {
         st: &mut WorkerState,
         rec: &mut R,
     ) -> (Verdict, u32) {
-        self.classify_pre(hook, h, meta, st, rec, &Key::of(h), None)
+        let (v, mark) = self.classify_pre(hook, h, meta, st, rec, &Key::of(h), None);
+        (v, mark.unwrap_or(meta.mark))
     }
 
     /// `pre`: the candidates of the first table's hook chain, already looked up (batch path).
@@ -250,9 +251,10 @@ impl CompiledRuleset {
         rec: &mut R,
         key: &Key,
         pre: Option<(TableKind, &[Option<&[LeafEntry]>; chain::MAX_PARTS])>,
-    ) -> (Verdict, u32) {
+    ) -> (Verdict, Option<u32>) {
         let fast = !needs_slow_path(h);
-        let mut mark = meta.mark;
+        // The mark is read from the metadata only when a rule needs it (set when MARK changes it).
+        let mut mark: Option<u32> = None;
         for &kind in hook_tables(hook) {
             let Some(t) = self.table(kind) else { continue };
             if kind == TableKind::Nat && meta.ct.state & ct_state::NEW == 0 {
@@ -272,14 +274,17 @@ impl CompiledRuleset {
         (Verdict::Accept, mark)
     }
 
-    /// Classifies a batch of packets on one hook (`verdicts[i]` for `pkts[i]`). The tree lookups
-    /// of the first table run interleaved across the batch, with prefetching.
+    /// Classifies a batch of packets on one hook: `out[i]` gets the verdict of packet i and its
+    /// new mark when a MARK target changed it. Headers and metadata come as separate arrays (the
+    /// fast path touches only the headers). The tree lookups of the first table run interleaved
+    /// across the batch, with prefetching.
     pub fn classify_batch(
         &self,
         hook: Hook,
-        pkts: &[(Headers, PacketMeta)],
+        headers: &[Headers],
+        metas: &[PacketMeta],
         st: &mut WorkerState,
-        verdicts: &mut [(Verdict, u32)],
+        out: &mut [(Verdict, Option<u32>)],
     ) {
         const B: usize = 32;
         // The first table whose hook chain every packet visits (nat depends on the packet).
@@ -287,12 +292,18 @@ impl CompiledRuleset {
             let t = self.table(k).filter(|_| k != TableKind::Nat)?;
             t.hook_chain[hook as usize].map(|c| (t, c))
         });
-        for (chunk, out) in pkts.chunks(B).zip(verdicts.chunks_mut(B)) {
+        let n_all = headers.len().min(metas.len()).min(out.len());
+        for start in (0..n_all).step_by(B) {
+            let n = B.min(n_all - start);
+            let (hs, ms, os) = (
+                &headers[start..start + n],
+                &metas[start..start + n],
+                &mut out[start..start + n],
+            );
             let mut keys = [Key::default(); B];
-            for (k, p) in keys.iter_mut().zip(chunk) {
-                *k = Key::of(&p.0);
+            for (k, h) in keys.iter_mut().zip(hs) {
+                *k = Key::of(h);
             }
-            let n = chunk.len();
             // The trees of the first table's hook chain, interleaved across the batch.
             let mut leaves: [[&[LeafEntry]; B]; chain::MAX_PARTS] = [[&[]; B]; chain::MAX_PARTS];
             let trees = first.map_or(&[][..], |(t, c)| &t.chains[c as usize].trees[..]);
@@ -310,8 +321,7 @@ impl CompiledRuleset {
                     }
                 }
                 let pre = first.map(|(t, _)| (t.kind, &mine));
-                let (h, meta) = &chunk[i];
-                out[i] = self.classify_pre(hook, h, meta, st, &mut NoRecord, &keys[i], pre);
+                os[i] = self.classify_pre(hook, &hs[i], &ms[i], st, &mut NoRecord, &keys[i], pre);
             }
         }
     }
@@ -326,7 +336,7 @@ impl CompiledRuleset {
         key: &Key,
         h: &Headers,
         meta: &PacketMeta,
-        mark: &mut u32,
+        mark: &mut Option<u32>,
         st: &mut WorkerState,
         rec: &mut R,
         fast: bool,
@@ -365,7 +375,9 @@ impl CompiledRuleset {
             match c.targets[i] {
                 CTarget::Continue => match &rule.target {
                     Target::Log(_) => rec.log(rule.id),
-                    Target::Mark(m) => *mark = (*mark & !m.mask) ^ m.value,
+                    Target::Mark(m) => {
+                        *mark = Some((mark.unwrap_or(meta.mark) & !m.mask) ^ m.value)
+                    }
                     _ => {}
                 },
                 CTarget::Accept => return None,
