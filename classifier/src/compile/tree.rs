@@ -164,8 +164,9 @@ impl Tree {
             hi: super::rbox::DIM_MAX,
         };
         t.nodes.push(Node::EMPTY_LEAF);
-        // Breadth first, so that when the memory budget runs out it is the deepest refinements
-        // that are given up, not whole subtrees.
+        // Breadth first, so that when the budget runs out it is the deepest refinements that are
+        // given up, not whole subtrees. The budget bounds the rule lists of all nodes built
+        // (internal and leaf), i.e. the build work and, with it, the replication and memory.
         let budget = (rules.len() * p.max_replication).max(1024);
         let mut committed = rules.len();
         let mut work =
