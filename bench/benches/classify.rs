@@ -36,18 +36,34 @@ fn meta(h: &Headers) -> PacketMeta {
 fn sets() -> Vec<(String, String, Vec<Headers>)> {
     let dir = shared();
     let mut out = Vec::new();
-    for name in ["acl1_1K", "fw1_1K", "ipc1_1K", "acl1_10K", "fw1_10K", "ipc1_10K"] {
+    for name in [
+        "acl1_1K", "fw1_1K", "ipc1_1K", "acl1_10K", "fw1_10K", "ipc1_10K",
+    ] {
         let rules = dir.join("wustl_5field").join(name);
         let tr = dir.join("wustl_5field").join(format!("{name}_trace"));
-        let (Ok(r), Ok(t)) = (std::fs::read_to_string(&rules), std::fs::read_to_string(&tr)) else { continue };
-        let hs = trace::parse_trace(&t).expect("trace parses").iter().map(|h| h.headers()).collect();
+        let (Ok(r), Ok(t)) = (
+            std::fs::read_to_string(&rules),
+            std::fs::read_to_string(&tr),
+        ) else {
+            continue;
+        };
+        let hs = trace::parse_trace(&t)
+            .expect("trace parses")
+            .iter()
+            .map(|h| h.headers())
+            .collect();
         out.push((name.to_string(), r, hs));
     }
     for name in ["acl1_100k", "fw1_100k"] {
-        let Ok(r) = std::fs::read_to_string(dir.join("flags_6field_100k_target").join(name)) else { continue };
+        let Ok(r) = std::fs::read_to_string(dir.join("flags_6field_100k_target").join(name)) else {
+            continue;
+        };
         let rules = parse_rules(&r).expect("rules parse");
         let rs = trace::to_ruleset(&rules, "FORWARD");
-        let chain = rs.table(TableKind::Filter).and_then(|t| t.chain("FORWARD")).expect("chain");
+        let chain = rs
+            .table(TableKind::Filter)
+            .and_then(|t| t.chain("FORWARD"))
+            .expect("chain");
         let hs = control::sample::sample_packets(chain, 100_000);
         out.push((format!("{name} (sampled)"), r, hs));
     }
@@ -56,8 +72,15 @@ fn sets() -> Vec<(String, String, Vec<Headers>)> {
         let text = bench::synthetic_classbench(bench::SYNTHETIC_RULES, 1);
         let rules = parse_rules(&text).expect("synthetic rules parse");
         let rs = trace::to_ruleset(&rules, "FORWARD");
-        let chain = rs.table(TableKind::Filter).and_then(|t| t.chain("FORWARD")).expect("chain");
-        out.push(("synthetic_10K (sampled)".into(), text, control::sample::sample_packets(chain, 100_000)));
+        let chain = rs
+            .table(TableKind::Filter)
+            .and_then(|t| t.chain("FORWARD"))
+            .expect("chain");
+        out.push((
+            "synthetic_10K (sampled)".into(),
+            text,
+            control::sample::sample_packets(chain, 100_000),
+        ));
     }
     out
 }
@@ -78,7 +101,9 @@ fn classify(c: &mut Criterion) {
         );
         let metas: Vec<PacketMeta> = headers.iter().map(meta).collect();
         let mut g = c.benchmark_group(format!("classify/{name}"));
-        g.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2));
         g.throughput(Throughput::Elements(headers.len() as u64));
         let mut st = compiled.new_state();
         let mut out = vec![(Verdict::Accept, None); 64];

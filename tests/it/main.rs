@@ -9,5 +9,6 @@ mod golden;
 mod iptables_t;
 mod kernel_diff;
 mod netns;
+mod replay;
 mod robustness;
 mod roundtrip;

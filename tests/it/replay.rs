@@ -1,0 +1,104 @@
+//! `pollwall replay`: counters in iptables-save -c form, and `--verdicts` lines, for a small
+//! capture of raw IPv4 packets made here (one malformed).
+
+use dataplane::pcap::{LinkType, PcapWriter};
+use std::process::Command;
+
+/// An IPv4/UDP packet (UDP checksum 0, IP header checksum filled in).
+fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let total = 20 + 8 + 4;
+    let mut p = vec![0x45, 0, 0, total as u8, 0, 1, 0, 0, 64, 17, 0, 0];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let mut sum: u32 = p
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let ck = !(sum as u16);
+    p[10..12].copy_from_slice(&ck.to_be_bytes());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&12u16.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 1, 2, 3, 4]);
+    p
+}
+
+#[test]
+fn replay_counts_and_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::write(
+        &rules,
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:dns - [0:0]\n\
+         -A FORWARD -i pwin -p udp -m udp --dport 53 -j dns\n-A FORWARD -s 10.0.0.0/8 -j LOG\n\
+         -A dns -s 10.0.0.1 -j ACCEPT\nCOMMIT\n",
+    )
+    .unwrap();
+    let cap = dir.path().join("c.pcap");
+    let mut w = PcapWriter::new(std::fs::File::create(&cap).unwrap(), LinkType::IPV4).unwrap();
+    w.write_frame(1, &udp_packet([10, 0, 0, 1], [1, 1, 1, 1], 1000, 53))
+        .unwrap();
+    w.write_frame(2, &udp_packet([10, 0, 0, 2], [1, 1, 1, 1], 1000, 53))
+        .unwrap();
+    w.write_frame(3, &udp_packet([192, 168, 0, 2], [1, 1, 1, 1], 1000, 80))
+        .unwrap();
+    let mut bad = udp_packet([10, 0, 0, 1], [1, 1, 1, 1], 1, 2);
+    bad[10] ^= 0xff; // broken header checksum: dropped before any table
+    w.write_frame(4, &bad).unwrap();
+    w.flush().unwrap();
+    drop(w);
+    let exe = env!("CARGO_BIN_EXE_pollwall-under-test");
+    let args = [
+        "replay",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--hook",
+        "FORWARD",
+        "--in-iface",
+        "pwin",
+    ];
+    let out = Command::new(exe).args(args).arg(&cap).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(":FORWARD DROP [2:64]\n"), "{text}");
+    assert!(
+        text.contains("[2:64] -A FORWARD -i pwin -p udp -m udp --dport 53 -j dns\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[1:32] -A FORWARD -s 10.0.0.0/8 -j LOG\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[1:32] -A dns -s 10.0.0.1/32 -j ACCEPT\n"),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("1 frames dropped before any table: bad_checksum")
+            || String::from_utf8_lossy(&out.stderr).contains("1 frames dropped before any table")
+    );
+    let out = Command::new(exe)
+        .args(args)
+        .arg("--verdicts")
+        .arg(&cap)
+        .output()
+        .unwrap();
+    let v = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = v.lines().collect();
+    assert_eq!(lines.len(), 4, "{v}");
+    assert_eq!(lines[0], "1 ACCEPT filter/FORWARD/1,filter/dns/1");
+    assert_eq!(
+        lines[1],
+        "2 DROP filter/FORWARD/1,filter/FORWARD/2,filter/FORWARD/policy"
+    );
+    assert_eq!(lines[2], "3 DROP filter/FORWARD/policy");
+    assert!(lines[3].starts_with("4 DROP(malformed:"), "{v}");
+}
