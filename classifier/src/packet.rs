@@ -60,29 +60,32 @@ pub enum L4 {
 /// Header fields of one IPv4 packet, after the checks `ip_rcv` does (a packet that fails them
 /// never reaches a table: it is dropped and counted before classification).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+// Laid out by hand: what a lookup key reads (L4 ports, addresses, protocol, fragment offset) comes
+// first, within 64 bytes; what only LOG and REJECT read comes after.
+#[repr(C)]
 pub struct Headers {
+    pub l4: L4,
     pub src: u32,
     pub dst: u32,
-    pub proto: u8,
-    /// IPv4 total length: what byte counters count.
-    pub ip_len: u16,
     /// Fragment offset in 8-byte units (0 for a first fragment or an unfragmented datagram).
     pub frag_off: u16,
+    /// IPv4 total length: what byte counters count.
+    pub ip_len: u16,
+    pub proto: u8,
     pub more_frags: bool,
     pub dont_frag: bool,
     pub tos: u8,
     pub ttl: u8,
-    pub ip_id: u16,
     /// IP header length in bytes (20..=60).
     pub ihl_bytes: u8,
-    pub l4: L4,
+    pub ip_id: u16,
+    /// Offset of the IPv4 header in the frame.
+    pub l3_offset: u16,
+    /// 802.1Q VLAN id, when tagged.
+    pub vlan: Option<u16>,
     /// Ethernet source and destination, when the packet came from an Ethernet port.
     pub src_mac: Option<[u8; 6]>,
     pub dst_mac: Option<[u8; 6]>,
-    /// 802.1Q VLAN id, when tagged.
-    pub vlan: Option<u16>,
-    /// Offset of the IPv4 header in the frame.
-    pub l3_offset: u16,
 }
 
 impl Headers {

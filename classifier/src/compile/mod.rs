@@ -65,6 +65,9 @@ struct CTable {
 #[derive(Clone, Debug)]
 pub struct CompiledRuleset {
     tables: Vec<CTable>,
+    /// Per hook, in netfilter priority order: (table index, start chain) of each table that has
+    /// the hook's chain (so a packet never searches for its tables).
+    plan: [Vec<(u8, u32)>; 5],
     /// Rule id of each counter slot.
     pub rule_ids: Vec<RuleId>,
     /// (table, hook) of each policy counter slot.
@@ -171,7 +174,17 @@ impl CompiledRuleset {
             });
         }
         tables.sort_by_key(|t| table_index(t.kind));
+        let plan = Hook::ALL.map(|hook| {
+            hook_tables(hook)
+                .iter()
+                .filter_map(|&k| {
+                    let ti = tables.iter().position(|t| t.kind == k)?;
+                    tables[ti].hook_chain[hook as usize].map(|c| (ti as u8, c))
+                })
+                .collect()
+        });
         CompiledRuleset {
+            plan,
             tables,
             rule_ids,
             policy_slots,
@@ -255,15 +268,14 @@ impl CompiledRuleset {
         let fast = !needs_slow_path(h);
         // The mark is read from the metadata only when a rule needs it (set when MARK changes it).
         let mut mark: Option<u32> = None;
-        for &kind in hook_tables(hook) {
-            let Some(t) = self.table(kind) else { continue };
+        let hi = hook as usize;
+        for &(ti, start) in &self.plan[hi] {
+            let t = &self.tables[usize::from(ti)];
+            let kind = t.kind;
+            // The nat table only sees the first packet of a connection.
             if kind == TableKind::Nat && meta.ct.state & ct_state::NEW == 0 {
                 continue;
             }
-            let hi = hook as usize;
-            let Some(start) = t.hook_chain[hi] else {
-                continue;
-            };
             let leaves = pre.filter(|(k, _)| *k == kind).map(|(_, l)| l);
             if let Some(v) =
                 self.walk_table(t, hi, start, key, h, meta, &mut mark, st, rec, fast, leaves)
@@ -288,10 +300,11 @@ impl CompiledRuleset {
     ) {
         const B: usize = 32;
         // The first table whose hook chain every packet visits (nat depends on the packet).
-        let first = hook_tables(hook).iter().find_map(|&k| {
-            let t = self.table(k).filter(|_| k != TableKind::Nat)?;
-            t.hook_chain[hook as usize].map(|c| (t, c))
-        });
+        // The first table of the hook (nat depends on the packet, so it never comes first here).
+        let first = self.plan[hook as usize]
+            .first()
+            .map(|&(ti, c)| (&self.tables[usize::from(ti)], c))
+            .filter(|(t, _)| t.kind != TableKind::Nat);
         let n_all = headers.len().min(metas.len()).min(out.len());
         for start in (0..n_all).step_by(B) {
             let n = B.min(n_all - start);
