@@ -321,9 +321,22 @@ impl CompiledRuleset {
             let mut leaves: [[&[LeafEntry]; B]; chain::MAX_PARTS] = [[&[]; B]; chain::MAX_PARTS];
             let trees = first.map_or(&[][..], |(t, c)| &t.chains[c as usize].trees[..]);
             let mask = first.map_or(0, |(t, c)| t.chains[c as usize].batch_mask);
+            // All batched trees advance level by level together, so their misses overlap too.
+            let mut cur = [[0u32; B]; chain::MAX_PARTS];
+            loop {
+                let mut live = 0;
+                for (ti, tree) in trees.iter().enumerate() {
+                    if mask & (1 << ti) != 0 {
+                        live += tree.step_batch(&keys[..n], &mut cur[ti][..n]);
+                    }
+                }
+                if live == 0 {
+                    break;
+                }
+            }
             for (ti, (tree, l)) in trees.iter().zip(leaves.iter_mut()).enumerate() {
                 if mask & (1 << ti) != 0 {
-                    tree.lookup_batch(&keys[..n], &mut l[..n]);
+                    tree.finish_batch(&cur[ti][..n], &mut l[..n]);
                 }
             }
             for i in 0..n {

@@ -271,34 +271,45 @@ impl Tree {
         const MAX: usize = 64;
         let n = keys.len().min(out.len()).min(MAX);
         let mut cur = [0u32; MAX];
-        let mut live = n;
-        while live > 0 {
-            live = 0;
-            for i in 0..n {
-                if cur[i] == EMPTY_NODE {
-                    continue;
+        while self.step_batch(&keys[..n], &mut cur[..n]) > 0 {}
+        self.finish_batch(&cur[..n], &mut out[..n]);
+    }
+
+    /// One level of a batch lookup: every key not yet at a leaf moves to its child, which is
+    /// prefetched. `cur` starts at 0 (the root). Returns how many keys moved.
+    #[inline]
+    pub fn step_batch(&self, keys: &[Key], cur: &mut [u32]) -> usize {
+        let mut live = 0;
+        for (c, k) in cur.iter_mut().zip(keys) {
+            if *c == EMPTY_NODE {
+                continue;
+            }
+            let node = &self.nodes[*c as usize];
+            if node.dim == LEAF {
+                continue;
+            }
+            match self.step(node, k) {
+                Some(child) => {
+                    *c = child as u32;
+                    prefetch(&self.nodes[child]);
+                    live += 1;
                 }
-                let node = &self.nodes[cur[i] as usize];
-                if node.dim == LEAF {
-                    continue;
-                }
-                match self.step(node, &keys[i]) {
-                    Some(c) => {
-                        cur[i] = c as u32;
-                        prefetch(&self.nodes[c]);
-                        live += 1;
-                    }
-                    None => cur[i] = EMPTY_NODE,
-                }
+                None => *c = EMPTY_NODE,
             }
         }
-        for i in 0..n {
-            out[i] = if cur[i] == EMPTY_NODE {
+        live
+    }
+
+    /// The candidates where a batch lookup ended (first leaf lines prefetched).
+    #[inline]
+    pub fn finish_batch<'t>(&'t self, cur: &[u32], out: &mut [&'t [LeafEntry]]) {
+        for (o, &c) in out.iter_mut().zip(cur) {
+            *o = if c == EMPTY_NODE {
                 &[]
             } else {
-                self.leaf_entries(&self.nodes[cur[i] as usize])
+                self.leaf_entries(&self.nodes[c as usize])
             };
-            if let Some(e) = out[i].first() {
+            if let Some(e) = o.first() {
                 prefetch(e);
             }
         }
