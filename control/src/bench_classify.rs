@@ -4,6 +4,11 @@
 //! matches against the trace's expected rules (or, for sampled packets, against the reference
 //! evaluator), and prints one JSON object: rules, build_ms, memory_bytes, lookups_per_sec,
 //! mismatches.
+//!
+//! Tuning knobs for experiments (environment): `POLLWALL_BINTH`, `POLLWALL_SPFAC`,
+//! `POLLWALL_CUTBITS`, `POLLWALL_REPL`, `POLLWALL_MAXMEM` override the tree parameters,
+//! `POLLWALL_TUNE=0` turns the per-chain tuning off, `POLLWALL_BENCH_VERBOSE=1` prints tree
+//! statistics on stderr.
 
 use crate::restore::{restore, RestoreOptions};
 use classifier::classbench::{self, trace};
