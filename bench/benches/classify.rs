@@ -86,6 +86,10 @@ fn sets() -> Vec<(String, String, Vec<Headers>)> {
 }
 
 fn classify(c: &mut Criterion) {
+    match control::bench_classify::pin_to_one_core() {
+        Some(core) => eprintln!("classify bench: pinned to core {core}"),
+        None => eprintln!("classify bench: could not pin to one core; figures will vary more"),
+    }
     for (name, text, headers) in sets() {
         let rules = parse_rules(&text).expect("rules parse");
         let rs = trace::to_ruleset(&rules, "FORWARD");
