@@ -98,7 +98,7 @@ impl CChain {
     ) -> CChain {
         let mut rules = Vec::with_capacity(model.len());
         let mut stateful = Vec::with_capacity(model.len());
-        for (i, r) in model.iter().enumerate() {
+        for r in model.iter() {
             let (rbox, exact) = rule_box(r);
             let mut limit_slots = Vec::new();
             for (mi, m) in r.matches.iter().enumerate() {
@@ -111,7 +111,6 @@ impl CChain {
             rules.push(CRule {
                 rbox,
                 exact,
-                dense: dense_base + i as u32,
                 limit_slots,
             });
         }

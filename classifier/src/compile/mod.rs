@@ -138,7 +138,6 @@ impl CompiledRuleset {
                     .collect();
                 let base = rule_ids.len() as u32;
                 rule_ids.extend(c.rules.iter().map(|r| r.id));
-                let before = bucket_count;
                 let cc = CChain::build(&c.rules, targets, base, &mut bucket_count, params);
                 for r in &c.rules {
                     for m in &r.matches {
@@ -152,7 +151,6 @@ impl CompiledRuleset {
                     bucket_count,
                     "one bucket per limit match"
                 );
-                let _ = before;
                 chains.push(cc);
             }
             let mut hook_chain = [None; 5];

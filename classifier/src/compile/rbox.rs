@@ -91,8 +91,6 @@ pub struct CRule {
     pub rbox: RBox,
     /// The box says everything: no leaf check beyond the box.
     pub exact: bool,
-    /// Index of this rule's counters.
-    pub dense: u32,
     /// Bucket index of each match (limit matches only), by match position.
     pub limit_slots: Vec<(usize, u32)>,
 }
