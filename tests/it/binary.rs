@@ -253,3 +253,41 @@ fn rules_file_is_iptables_save_format_and_survives_reload() {
         );
     }
 }
+
+#[test]
+fn iptables_save_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    assert!(run_with(
+        &exe(),
+        &[
+            "iptables",
+            "-A",
+            "INPUT",
+            "-s",
+            "192.0.2.0/24",
+            "-j",
+            "DROP"
+        ],
+        Some(&rules)
+    )
+    .status
+    .success());
+    let dump = dir.path().join("dump");
+    let out = run_with(
+        &exe(),
+        &["iptables-save", "-f", dump.to_str().unwrap()],
+        Some(&rules),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(
+        text.contains("-A INPUT -s 192.0.2.0/24 -j DROP\n"),
+        "{text}"
+    );
+}
