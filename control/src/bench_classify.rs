@@ -12,10 +12,10 @@
 
 use crate::restore::{restore, RestoreOptions};
 use classifier::classbench::{self, trace};
-use classifier::compile::{CompiledRuleset, Recorder, TreeParams};
-use classifier::eval::{Hit, RefEvaluator};
+use classifier::compile::{CompiledRuleset, FirstHit, TreeParams};
+use classifier::eval::RefEvaluator;
 use classifier::packet::{CtInfo, Headers, IfName, PacketMeta};
-use classifier::{Hook, RuleId, Ruleset, TableKind};
+use classifier::{Hook, Ruleset, TableKind};
 use std::time::Instant;
 
 struct Args {
@@ -69,18 +69,6 @@ fn looks_like_classbench(path: &str) -> bool {
     std::fs::read_to_string(path)
         .map(|t| t.trim_start().starts_with('@'))
         .unwrap_or(false)
-}
-
-/// Records the first rule hit (what a trace's expected column names).
-#[derive(Default)]
-struct FirstHit(Option<RuleId>);
-
-impl Recorder for FirstHit {
-    fn hit(&mut self, hit: Hit) {
-        if let (None, Hit::Rule(id)) = (self.0, hit) {
-            self.0 = Some(id);
-        }
-    }
 }
 
 fn meta_for(h: &Headers) -> PacketMeta {

@@ -4,22 +4,9 @@
 
 use crate::common::shared_data;
 use classifier::classbench::{parse_rules, trace};
-use classifier::compile::{CompiledRuleset, Recorder, TreeParams};
-use classifier::eval::Hit;
+use classifier::compile::{CompiledRuleset, FirstHit, TreeParams};
 use classifier::packet::{CtInfo, IfName, PacketMeta};
-use classifier::{Hook, RuleId};
-
-/// Records the first rule hit.
-#[derive(Default)]
-struct FirstHit(Option<RuleId>);
-
-impl Recorder for FirstHit {
-    fn hit(&mut self, hit: Hit) {
-        if let (None, Hit::Rule(id)) = (self.0, hit) {
-            self.0 = Some(id);
-        }
-    }
-}
+use classifier::Hook;
 
 /// (mismatches, headers) for a rule text and a trace text.
 fn run(rules: &str, trace_text: &str) -> (usize, usize) {

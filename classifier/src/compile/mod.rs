@@ -36,6 +36,18 @@ pub trait Recorder {
 pub struct NoRecord;
 impl Recorder for NoRecord {}
 
+/// Records the first rule a packet hit (what a ClassBench trace's expected column names).
+#[derive(Debug, Default)]
+pub struct FirstHit(pub Option<RuleId>);
+
+impl Recorder for FirstHit {
+    fn hit(&mut self, hit: Hit) {
+        if let (None, Hit::Rule(id)) = (self.0, hit) {
+            self.0 = Some(id);
+        }
+    }
+}
+
 impl Recorder for Trace {
     fn hit(&mut self, hit: Hit) {
         self.hits.push(hit);
