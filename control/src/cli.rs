@@ -153,12 +153,20 @@ fn run_save(args: &[String], store: Result<&dyn RulesetStore, CmdError>) -> CmdR
             "-c" | "--counters" => counters = true,
             "-t" | "--table" => {
                 i += 1;
-                table = Some(args.get(i).cloned().ok_or_else(|| save_usage(a))?);
+                table = Some(
+                    args.get(i)
+                        .cloned()
+                        .ok_or_else(|| unknown_option("iptables-save", a))?,
+                );
             }
             "-M" | "--modprobe" => i += 1,
             "-f" | "--file" => {
                 i += 1;
-                file = Some(args.get(i).cloned().ok_or_else(|| save_usage(a))?);
+                file = Some(
+                    args.get(i)
+                        .cloned()
+                        .ok_or_else(|| unknown_option("iptables-save", a))?,
+                );
             }
             "-h" | "--help" => {
                 return Err(CmdError::plain(
@@ -173,7 +181,7 @@ fn run_save(args: &[String], store: Result<&dyn RulesetStore, CmdError>) -> CmdR
                 ))
             }
             _ if a.starts_with("--table=") => table = Some(a["--table=".len()..].to_string()),
-            _ => return Err(save_usage(a)),
+            _ => return Err(unknown_option("iptables-save", a)),
         }
         i += 1;
     }
@@ -219,26 +227,13 @@ fn run_save(args: &[String], store: Result<&dyn RulesetStore, CmdError>) -> CmdR
         })
 }
 
-fn save_usage(a: &str) -> CmdError {
+/// getopt's message for an option a tool does not know (it names the first bad letter).
+fn unknown_option(prog: &str, a: &str) -> CmdError {
     let msg = if a.starts_with("--") {
-        format!("iptables-save: unrecognized option '{a}'\nTry `iptables-save -h' for more information.\n")
+        format!("{prog}: unrecognized option '{a}'\nTry `{prog} -h' for more information.\n")
     } else {
-        format!(
-            "iptables-save: invalid option -- '{}'\nTry `iptables-save -h' for more information.\n",
-            a.trim_start_matches('-')
-        )
-    };
-    CmdError::plain(exit::OTHER_PROBLEM, msg)
-}
-
-fn restore_usage(a: &str) -> CmdError {
-    let msg = if a.starts_with("--") {
-        format!("iptables-restore: unrecognized option '{a}'\nTry `iptables-restore -h' for more information.\n")
-    } else {
-        format!(
-            "iptables-restore: invalid option -- '{}'\nTry `iptables-restore -h' for more information.\n",
-            a.trim_start_matches('-').chars().next().unwrap_or('?')
-        )
+        let c = a.trim_start_matches('-').chars().next().unwrap_or('?');
+        format!("{prog}: invalid option -- '{c}'\nTry `{prog} -h' for more information.\n")
     };
     CmdError::plain(exit::OTHER_PROBLEM, msg)
 }
@@ -267,7 +262,11 @@ fn run_restore(
             opts.verbose = true;
         } else if a == "-T" || long("--table") {
             i += 1;
-            opts.table = Some(args.get(i).cloned().ok_or_else(|| restore_usage(&a))?);
+            opts.table = Some(
+                args.get(i)
+                    .cloned()
+                    .ok_or_else(|| unknown_option("iptables-restore", &a))?,
+            );
         } else if a == "-w" || long("--wait") {
             if let Some(v) = args
                 .get(i + 1)
@@ -298,7 +297,7 @@ fn run_restore(
                 format!("iptables-restore {}\n", crate::error::VERSION),
             ));
         } else if a.starts_with('-') && a.len() > 1 {
-            return Err(restore_usage(&a));
+            return Err(unknown_option("iptables-restore", &a));
         } else {
             file = Some(a);
         }

@@ -114,23 +114,22 @@ fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult
             }
             let table = rs.ensure_table(cmd.table);
             let chain = chain_mut(table, &chain_name)?;
-            if let Op::Insert(n) = cmd.op {
-                let n = n as usize;
-                if n > chain.rules.len() + 1 {
-                    return Err(CmdError::iptc("Index of insertion too big"));
+            // -I puts every rule of a comma list at the same position (so they end up reversed,
+            // as with iptables); -A appends them in order.
+            let at = match cmd.op {
+                Op::Insert(n) if n as usize > chain.rules.len() + 1 => {
+                    return Err(CmdError::iptc("Index of insertion too big"))
                 }
-                for r in rules {
-                    if cmd.verbose {
-                        out.stdout.push_str(&verbose_echo(&r));
-                    }
-                    chain.rules.insert(n - 1, r);
+                Op::Insert(n) => Some(n as usize - 1),
+                _ => None,
+            };
+            for r in rules {
+                if cmd.verbose {
+                    out.stdout.push_str(&verbose_echo(&r));
                 }
-            } else {
-                for r in rules {
-                    if cmd.verbose {
-                        out.stdout.push_str(&verbose_echo(&r));
-                    }
-                    chain.rules.push(r);
+                match at {
+                    Some(i) => chain.rules.insert(i, r),
+                    None => chain.rules.push(r),
                 }
             }
             if !cmd.defer_check {

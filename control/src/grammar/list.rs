@@ -115,6 +115,15 @@ fn iface_text(i: &Option<classifier::Inv<classifier::IfaceMatch>>, f: &ListForma
     }
 }
 
+/// The `opt` column: `-f`, `!f` or `--`.
+fn frag_text(rule: &Rule) -> &'static str {
+    match rule.frag {
+        Some(FragMatch::NonFirst) => "-f",
+        Some(FragMatch::FirstOrUnfragmented) => "!f",
+        None => "--",
+    }
+}
+
 /// One rule line of `-L` (with its trailing newline).
 pub fn rule_line(rule: &Rule, num: usize, f: &ListFormat) -> String {
     let mut out = String::new();
@@ -140,11 +149,7 @@ pub fn rule_line(rule: &Rule, num: usize, f: &ListFormat) -> String {
         Some(n) => out.push_str(&format!("{n:<4} ")),
         None => out.push_str(&format!("{proto:<4} ")),
     }
-    let frag = match rule.frag {
-        Some(FragMatch::NonFirst) => "-f",
-        Some(FragMatch::FirstOrUnfragmented) => "!f",
-        None => "--",
-    };
+    let frag = frag_text(rule);
     out.push_str(&format!("{frag} "));
     if f.verbose {
         out.push_str(&format!(" {:<6} ", iface_text(&rule.in_iface, f)));
@@ -182,11 +187,7 @@ pub fn rule_echo(rule: &Rule, f: &ListFormat) -> String {
         .as_ref()
         .map_or((0, false), |p| (p.value, p.invert));
     let pname = names::protocol_name(proto).map_or_else(|| proto.to_string(), str::to_string);
-    let frag = match rule.frag {
-        Some(FragMatch::NonFirst) => "-f",
-        Some(FragMatch::FirstOrUnfragmented) => "!f",
-        None => "--",
-    };
+    let frag = frag_text(rule);
     let addr = |n: &Option<classifier::Inv<Ipv4Net>>| {
         let inv = n.as_ref().is_some_and(|n| n.invert);
         format!("{}{}", if inv { "!" } else { "" }, addr_text(n, f))
