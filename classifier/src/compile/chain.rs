@@ -280,7 +280,7 @@ impl CChain {
 /// among those within the memory budget. The estimate counts tree levels and leaf entries the
 /// lookup would visit, so the choice is deterministic.
 fn build_tuned(parts: &[Vec<u32>; 4], info: &Info, params: &TreeParams) -> Vec<Tree> {
-    let build = |p: &TreeParams| {
+    let build = |parts: &[Vec<u32>; 4], p: &TreeParams| {
         let mut trees: Vec<Tree> = parts
             .iter()
             .filter(|x| !x.is_empty())
@@ -290,25 +290,48 @@ fn build_tuned(parts: &[Vec<u32>; 4], info: &Info, params: &TreeParams) -> Vec<T
         trees
     };
     if !params.tune || info.rules.len() < 64 {
-        return build(params);
+        return build(parts, params);
     }
     let samples = sample_keys(info.rules, 2048);
     let mut best: Option<(f64, Vec<Tree>)> = None;
-    for (binth, repl) in [(params.binth, params.max_replication), (2, 16), (1, 16)] {
+    let consider = |trees: Vec<Tree>, best: &mut Option<(f64, Vec<Tree>)>| -> bool {
+        let mem: usize = trees.iter().map(Tree::memory_bytes).sum();
+        if mem > params.max_chain_bytes && best.is_some() {
+            return false;
+        }
+        let cost = estimate_cost(&trees, &samples);
+        let better = best.as_ref().is_none_or(|(c, _)| cost < *c);
+        if better {
+            *best = Some((cost, trees));
+        }
+        better
+    };
+    // Layouts: the four partitions as they are, or the rules specific in both addresses folded
+    // into the source- or destination-specific tree (one tree less to visit per packet, when
+    // those rules come early, at the price of some replication).
+    let mut layout = parts.clone();
+    consider(build(parts, params), &mut best);
+    if !parts[3].is_empty() {
+        for into in [1, 2] {
+            if parts[into].is_empty() {
+                continue;
+            }
+            let mut l = parts.clone();
+            let moved = std::mem::take(&mut l[3]);
+            l[into].extend(moved);
+            l[into].sort_unstable();
+            if consider(build(&l, params), &mut best) {
+                layout = l;
+            }
+        }
+    }
+    for (binth, repl) in [(2, 16), (1, 16)] {
         let p = TreeParams {
             binth,
             max_replication: repl,
             ..*params
         };
-        let trees = build(&p);
-        let mem: usize = trees.iter().map(Tree::memory_bytes).sum();
-        if mem > params.max_chain_bytes && best.is_some() {
-            continue;
-        }
-        let cost = estimate_cost(&trees, &samples);
-        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
-            best = Some((cost, trees));
-        }
+        consider(build(&layout, &p), &mut best);
     }
     best.map(|(_, t)| t).unwrap_or_default()
 }
@@ -365,6 +388,9 @@ fn sample_keys(rules: &[CRule], n: usize) -> Vec<Key> {
         .collect()
 }
 
+/// What visiting one more tree costs beyond its levels (its root, key loads, the batch step).
+const TREE_VISIT_COST: usize = 4;
+
 /// Average tree levels plus leaf entries a first-match lookup visits over `keys`.
 fn estimate_cost(trees: &[Tree], keys: &[Key]) -> f64 {
     let mut work = 0usize;
@@ -374,7 +400,7 @@ fn estimate_cost(trees: &[Tree], keys: &[Key]) -> f64 {
             if t.min_pos as usize >= best {
                 continue;
             }
-            work += 2 * t.depth_of(k);
+            work += TREE_VISIT_COST + 2 * t.depth_of(k);
             for e in t.lookup(k) {
                 work += 1;
                 if e.pos() as usize >= best {
