@@ -31,9 +31,10 @@ pub enum TcpOptions {
 }
 
 /// The transport header readout of a first fragment (or an unfragmented datagram).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum L4 {
     /// A non-first fragment, or a protocol the matches do not read.
+    #[default]
     None,
     /// TCP with the full 20-byte header.
     Tcp {
@@ -59,7 +60,7 @@ pub enum L4 {
 
 /// Header fields of one IPv4 packet, after the checks `ip_rcv` does (a packet that fails them
 /// never reaches a table: it is dropped and counted before classification).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 // Laid out by hand: what a lookup key reads (L4 ports, addresses, protocol, fragment offset) comes
 // first, within 64 bytes; what only LOG and REJECT read comes after.
 #[repr(C)]
@@ -144,7 +145,7 @@ impl IfName {
 
 /// Connection-tracking facts a rule can match (filled by connection tracking; until it exists,
 /// every packet is NEW with no status).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtInfo {
     /// `ct_state` bits (`model::ct_state`): NEW, ESTABLISHED, ... plus SNAT/DNAT virtual states.
     pub state: u32,
@@ -184,7 +185,7 @@ pub struct Owner {
 }
 
 /// Everything about a packet that is not in its bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PacketMeta {
     pub in_iface: IfName,
     pub out_iface: IfName,

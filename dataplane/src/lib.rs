@@ -1,12 +1,22 @@
-//! pollwall's poll-mode dataplane.
-//!
-//! This crate will hold the AF_XDP sockets, the packet I/O backends and the per-core workers
-//! (see `../shared/DESIGN.md` §1 and §7). So far it has the pieces that need no I/O: [`log`]
-//! records, [`pcap`] files, [`reject`] (REJECT replies as the kernel builds them, and its ICMP
-//! rate limits); it re-exports the classifier so that the layering control → dataplane →
-//! classifier is in place.
+//! pollwall's poll-mode dataplane (DESIGN.md §1, §7): AF_XDP sockets on our own ring layer
+//! ([`xsk`]), the XDP redirect program loaded with raw `bpf()` ([`bpf`]), per-core workers
+//! ([`worker`], started by [`runtime`]) running the batch [`pipeline`] over a packet I/O backend
+//! ([`io::FrameIo`]: AF_XDP in [`afxdp`], in-memory in [`mem`]), the exception path's [`tap`],
+//! REJECT replies ([`reject`]), LOG records ([`log`]), per-worker counters ([`stats`]) and pcap
+//! files ([`pcap`]). It re-exports the classifier, keeping the layering control → dataplane →
+//! classifier.
 
 pub use classifier;
+pub mod afxdp;
+pub mod bpf;
+pub mod io;
 pub mod log;
+pub mod mem;
 pub mod pcap;
+pub mod pipeline;
 pub mod reject;
+pub mod runtime;
+pub mod stats;
+pub mod tap;
+pub mod worker;
+pub mod xsk;

@@ -9,6 +9,7 @@ mod golden;
 mod iptables_t;
 mod kernel_diff;
 mod netns;
+mod pipeline;
 mod replay;
 mod robustness;
 mod roundtrip;

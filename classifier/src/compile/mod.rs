@@ -36,6 +36,31 @@ pub trait Recorder {
 pub struct NoRecord;
 impl Recorder for NoRecord {}
 
+/// Receives the LOG hits of a batch, by packet index (the dataplane turns them into log records).
+pub trait BatchRecorder {
+    fn log(&mut self, packet: usize, rule: RuleId);
+}
+
+/// Ignores a batch's LOG hits.
+pub struct NoBatchRecord;
+impl BatchRecorder for NoBatchRecord {
+    #[inline(always)]
+    fn log(&mut self, _packet: usize, _rule: RuleId) {}
+}
+
+/// The per-packet view of a [`BatchRecorder`].
+struct PacketRecorder<'a, B> {
+    batch: &'a mut B,
+    packet: usize,
+}
+
+impl<B: BatchRecorder> Recorder for PacketRecorder<'_, B> {
+    #[inline(always)]
+    fn log(&mut self, rule: RuleId) {
+        self.batch.log(self.packet, rule);
+    }
+}
+
 /// Records the first rule a packet hit (what a ClassBench trace's expected column names).
 #[derive(Debug, Default)]
 pub struct FirstHit(pub Option<RuleId>);
@@ -308,6 +333,19 @@ impl CompiledRuleset {
         st: &mut WorkerState,
         out: &mut [(Verdict, Option<u32>)],
     ) {
+        self.classify_batch_rec(hook, headers, metas, st, out, &mut NoBatchRecord)
+    }
+
+    /// [`Self::classify_batch`], handing every LOG hit to `rec` with the packet's index.
+    pub fn classify_batch_rec<B: BatchRecorder>(
+        &self,
+        hook: Hook,
+        headers: &[Headers],
+        metas: &[PacketMeta],
+        st: &mut WorkerState,
+        out: &mut [(Verdict, Option<u32>)],
+        rec: &mut B,
+    ) {
         const B: usize = 32;
         // The first table whose hook chain every packet visits (nat depends on the packet).
         // The first table of the hook (nat depends on the packet, so it never comes first here).
@@ -357,7 +395,11 @@ impl CompiledRuleset {
                     }
                 }
                 let pre = first.map(|(t, _)| (t.kind, &mine));
-                os[i] = self.classify_pre(hook, &hs[i], &ms[i], st, &mut NoRecord, &keys[i], pre);
+                let mut prec = PacketRecorder {
+                    batch: &mut *rec,
+                    packet: start + i,
+                };
+                os[i] = self.classify_pre(hook, &hs[i], &ms[i], st, &mut prec, &keys[i], pre);
             }
         }
     }

@@ -558,7 +558,7 @@ pub(super) fn gen_ruleset(rng: &mut Rng) -> Ruleset {
 // ---------------------------------------------------------------------------------------------
 // Frames. A tiny private builder (to be replaced by `classifier::wire` emit APIs).
 
-pub(super) mod frame {
+pub(crate) mod frame {
     /// Internet checksum over `data` with an initial partial sum.
     pub fn checksum(init: u32, data: &[u8]) -> u16 {
         let mut sum = init;

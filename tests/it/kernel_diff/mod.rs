@@ -30,7 +30,7 @@
 //! Frames are built by a small private builder ([`frame`]); replace it with the
 //! `classifier::wire` emit APIs once they exist.
 
-mod gen;
+pub(crate) mod gen;
 
 use crate::netns::{require_root_and, veth_pair, Netns, RawSender};
 use dataplane::pcap::{LinkType, PcapWriter};

@@ -1,0 +1,35 @@
+//! What the pipeline needs from a packet I/O backend, as a trait the worker is generic over (static
+//! dispatch: one monomorphised pipeline per backend, no virtual calls per packet).
+//!
+//! Frames live in chunks of one memory area (the UMEM for AF_XDP, a heap arena for the in-memory
+//! and pcap backends) and move by descriptor: forwarding a frame hands its descriptor to another
+//! port's TX staging, dropping it returns the chunk to the free list.
+
+use crate::xsk::XdpDesc;
+
+/// Frame storage and the outgoing side of one worker's ports.
+pub trait FrameIo {
+    /// `len` bytes at `addr` (a frame the worker holds), or None when out of range.
+    fn frame(&self, addr: u64, len: u32) -> Option<&[u8]>;
+
+    /// Takes a free chunk, lets `fill` write a new frame into it from the frame at
+    /// (`src`, `src_len`), and returns the new frame's descriptor. `fill` returns the length
+    /// written, or None (then the chunk goes back). Err when no chunk is free.
+    fn build_from(
+        &mut self,
+        src: u64,
+        src_len: u32,
+        fill: impl FnOnce(&[u8], &mut [u8]) -> Option<usize>,
+    ) -> Result<Option<XdpDesc>, NoFreeFrame>;
+
+    /// Returns a chunk (any address inside it) to the free list.
+    fn free(&mut self, addr: u64);
+
+    /// Stages `d` for transmission on `port` (of the queue being processed). The backend owns
+    /// the frame from here: it sends it, or drops and counts it when the ring stays full.
+    fn tx(&mut self, port: usize, d: XdpDesc);
+}
+
+/// No chunk was free (or the source frame was out of range).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoFreeFrame;

@@ -1,0 +1,587 @@
+//! One worker's batch pipeline (DESIGN.md §1), independent of the packet I/O backend:
+//! rx burst → parse every frame → routing decision (bridge mode: the box's own MAC → INPUT, else
+//! FORWARD) → [connection tracking will go here, after steering, before the hooks] → classify
+//! each hook's group as one batch → act on the verdicts → TX staging.
+//!
+//! Frames move by descriptor: an accepted FORWARD frame is handed unchanged to the paired port,
+//! a dropped one goes back to the free list; REJECT builds its reply in a free frame and sends it
+//! out of the ingress port; LOG hits become fixed-size records on a bounded SPSC ring and QUEUE
+//! frames are copied to another (a full ring drops and counts; the worker never waits). Nothing
+//! here allocates, locks or makes a syscall per packet, except the exception path's TAP reads and
+//! writes (frames for the box itself), as DPDK's TAP/KNI ports do.
+
+use crate::io::FrameIo;
+use crate::log::LogRecord;
+use crate::reject::{build_reject, IcmpRateLimit};
+use crate::stats::{Counter, StatsShard};
+use crate::tap::Tap;
+use crate::xsk::XdpDesc;
+use classifier::compile::{BatchRecorder, CompiledRuleset, WorkerState};
+use classifier::eval::Verdict;
+use classifier::model::RejectWith;
+use classifier::packet::{CtInfo, Headers, IfName, PacketMeta};
+use classifier::wire::headers::parse_ethernet;
+use classifier::{Hook, RuleId};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Most frames handled as one batch.
+pub const BATCH: usize = 64;
+
+/// A wire port in bridge mode.
+#[derive(Clone, Debug)]
+pub struct Port {
+    pub name: IfName,
+    /// The port FORWARD-accepted frames leave by.
+    pub peer: usize,
+}
+
+/// The ports and the box's own interface (the TAP of the exception path).
+#[derive(Clone, Debug, Default)]
+pub struct Topology {
+    pub ports: Vec<Port>,
+    /// MAC of the TAP: frames sent to it are for the box (INPUT).
+    pub local_mac: Option<[u8; 6]>,
+}
+
+/// A frame handed to a QUEUE/NFQUEUE consumer (a copy; the UMEM frame is freed at once).
+#[derive(Clone)]
+pub struct QueuedFrame {
+    pub queue: u16,
+    pub hook: Hook,
+    pub in_port: u8,
+    pub len: u16,
+    pub data: [u8; 2048],
+}
+
+/// Where LOG records and QUEUE frames leave the worker.
+pub struct Sinks {
+    pub log: Option<rtrb::Producer<LogRecord>>,
+    pub queue: Option<rtrb::Producer<QueuedFrame>>,
+    /// Set while a userspace consumer reads the queue ring (none until the queue issue).
+    pub queue_consumer: Arc<AtomicBool>,
+}
+
+impl Sinks {
+    pub fn none() -> Sinks {
+        Sinks {
+            log: None,
+            queue: None,
+            queue_consumer: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Forward = 0,
+    Input = 1,
+    Output = 2,
+}
+
+impl Group {
+    fn hook(self) -> Hook {
+        match self {
+            Group::Forward => Hook::Forward,
+            Group::Input => Hook::Input,
+            Group::Output => Hook::Output,
+        }
+    }
+}
+
+/// One hook's share of a batch.
+struct GroupBuf {
+    h: [Headers; BATCH],
+    m: [PacketMeta; BATCH],
+    d: [XdpDesc; BATCH],
+    /// Ingress port (Forward/Input) or egress port (Output).
+    port: [u8; BATCH],
+    n: usize,
+}
+
+impl GroupBuf {
+    fn new() -> GroupBuf {
+        GroupBuf {
+            h: [Headers::default(); BATCH],
+            m: [PacketMeta::default(); BATCH],
+            d: [XdpDesc::default(); BATCH],
+            port: [0; BATCH],
+            n: 0,
+        }
+    }
+}
+
+/// The LOG hits of one classified group.
+struct LogHits {
+    hits: [(u16, RuleId); BATCH * 2],
+    n: usize,
+    lost: u64,
+}
+
+impl BatchRecorder for LogHits {
+    #[inline]
+    fn log(&mut self, packet: usize, rule: RuleId) {
+        if self.n < self.hits.len() {
+            self.hits[self.n] = (packet as u16, rule);
+            self.n += 1;
+        } else {
+            self.lost += 1;
+        }
+    }
+}
+
+/// A small MAC → port cache for the exception path (which port the box's replies go out of).
+/// Direct-mapped with a randomly keyed hash: a collision only costs a flood.
+struct Fdb {
+    key: u64,
+    slots: [(u64, u8); 256],
+}
+
+impl Fdb {
+    fn new() -> Fdb {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x70_77);
+        Fdb {
+            key: h.finish() | 1,
+            slots: [(u64::MAX, 0); 256],
+        }
+    }
+    fn mac(m: &[u8]) -> u64 {
+        m.iter().take(6).fold(0u64, |a, b| a << 8 | u64::from(*b))
+    }
+    fn slot(&self, mac: u64) -> usize {
+        ((mac ^ self.key).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize
+    }
+    fn learn(&mut self, src: &[u8], port: u8) {
+        let m = Fdb::mac(src);
+        let i = self.slot(m);
+        self.slots[i] = (m, port);
+    }
+    fn lookup(&self, dst: &[u8]) -> Option<u8> {
+        let m = Fdb::mac(dst);
+        let (k, p) = self.slots[self.slot(m)];
+        (k == m).then_some(p)
+    }
+}
+
+/// Per-worker pipeline state; everything is allocated once in [`Pipeline::new`].
+pub struct Pipeline {
+    rules: Arc<CompiledRuleset>,
+    st: WorkerState,
+    topo: Arc<Topology>,
+    stats: Arc<StatsShard>,
+    groups: Box<[GroupBuf; 3]>,
+    out: Box<[(Verdict, Option<u32>); BATCH]>,
+    logs: Box<LogHits>,
+    sinks: Sinks,
+    icmp: IcmpRateLimit,
+    tap: Option<Arc<Tap>>,
+    fdb: Box<Fdb>,
+    ip_id: u16,
+}
+
+const ETH_P_ARP: u16 = 0x0806;
+
+fn ethertype(f: &[u8]) -> u16 {
+    match f.get(12..14) {
+        Some(b) => u16::from_be_bytes([b[0], b[1]]),
+        None => 0,
+    }
+}
+
+impl Pipeline {
+    pub fn new(
+        rules: Arc<CompiledRuleset>,
+        topo: Arc<Topology>,
+        stats: Arc<StatsShard>,
+        sinks: Sinks,
+        tap: Option<Arc<Tap>>,
+    ) -> Pipeline {
+        let st = rules.new_state();
+        Pipeline {
+            rules,
+            st,
+            topo,
+            stats,
+            groups: Box::new([GroupBuf::new(), GroupBuf::new(), GroupBuf::new()]),
+            out: Box::new([(Verdict::Accept, None); BATCH]),
+            logs: Box::new(LogHits {
+                hits: [(0, RuleId(0)); BATCH * 2],
+                n: 0,
+                lost: 0,
+            }),
+            sinks,
+            icmp: IcmpRateLimit::new(),
+            tap,
+            fdb: Box::new(Fdb::new()),
+            ip_id: 1,
+        }
+    }
+
+    /// Per-rule counters and limit buckets of this worker (summed by the control side).
+    pub fn state(&self) -> &WorkerState {
+        &self.st
+    }
+
+    pub fn into_state(self) -> WorkerState {
+        self.st
+    }
+
+    pub fn stats(&self) -> &StatsShard {
+        &self.stats
+    }
+
+    /// Handles a burst of at most [`BATCH`] frames received on `port`.
+    pub fn rx_burst<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        port: usize,
+        descs: &[XdpDesc],
+        now_ns: u64,
+    ) {
+        let topo = Arc::clone(&self.topo);
+        let Some(p) = topo.ports.get(port) else {
+            for d in descs {
+                io.free(d.addr);
+            }
+            return;
+        };
+        let peer = &topo.ports[p.peer];
+        let mut bytes = 0u64;
+        for d in descs.iter().take(BATCH) {
+            bytes += u64::from(d.len);
+            let Some(f) = io.frame(d.addr, d.len) else {
+                self.stats.add(Counter::DropTruncated, 1);
+                io.free(d.addr);
+                continue;
+            };
+            if f.len() < 14 {
+                self.stats.add(Counter::DropTruncated, 1);
+                io.free(d.addr);
+                continue;
+            }
+            let for_box = self.topo.local_mac.is_some_and(|m| f[..6] == m);
+            if self.tap.is_some() {
+                self.fdb.learn(&f[6..12], port as u8);
+            }
+            if ethertype(f) == ETH_P_ARP {
+                // ARP is not IPv4: no table sees it. The box's copy goes to the TAP (so its
+                // stack answers for its own address); the wire's copy to the paired port.
+                if let Some(tap) = &self.tap {
+                    let group = f[0] & 1 != 0;
+                    if (group || for_box) && tap.write(f).is_err() {
+                        self.stats.add(Counter::TapErrors, 1);
+                    }
+                    if for_box {
+                        io.free(d.addr);
+                        continue;
+                    }
+                }
+                self.stats.add(Counter::NonIpForwarded, 1);
+                io.tx(p.peer, *d);
+                continue;
+            }
+            let h = match parse_ethernet(f) {
+                Ok(h) => h,
+                Err(r) => {
+                    self.stats.add(Counter::of_drop(r), 1);
+                    io.free(d.addr);
+                    continue;
+                }
+            };
+            let (g, out_iface) = if for_box {
+                (Group::Input, IfName::NONE)
+            } else {
+                (Group::Forward, peer.name)
+            };
+            let gb = &mut self.groups[g as usize];
+            let k = gb.n;
+            gb.h[k] = h;
+            gb.m[k] = PacketMeta {
+                in_iface: p.name,
+                out_iface,
+                ct: CtInfo::new_from(&h),
+                mark: 0,
+                owner: None,
+                now_ns,
+            };
+            gb.d[k] = *d;
+            gb.port[k] = port as u8;
+            gb.n += 1;
+        }
+        self.stats.add(Counter::RxPackets, descs.len() as u64);
+        self.stats.add(Counter::RxBytes, bytes);
+        if self.groups[Group::Input as usize].n > 0 && self.tap.is_none() {
+            let gb = &mut self.groups[Group::Input as usize];
+            for d in &gb.d[..gb.n] {
+                io.free(d.addr);
+            }
+            self.stats.add(Counter::DropNoRoute, gb.n as u64);
+            gb.n = 0;
+        }
+        self.run_group(io, Group::Forward);
+        self.run_group(io, Group::Input);
+    }
+
+    /// Handles frames the box's stack sent through the TAP (already in frames of `io`): they
+    /// go through OUTPUT and leave by the port behind which their destination MAC was seen
+    /// (every port when unknown).
+    pub fn local_burst<I: FrameIo>(&mut self, io: &mut I, descs: &[XdpDesc], now_ns: u64) {
+        let topo = Arc::clone(&self.topo);
+        for d in descs.iter().take(BATCH) {
+            let Some(f) = io.frame(d.addr, d.len) else {
+                io.free(d.addr);
+                continue;
+            };
+            if f.len() < 14 {
+                io.free(d.addr);
+                continue;
+            }
+            self.stats.add(Counter::RxPackets, 1);
+            self.stats.add(Counter::RxBytes, u64::from(d.len));
+            let known = if f[0] & 1 == 0 {
+                self.fdb.lookup(&f[..6])
+            } else {
+                None
+            };
+            // Egress ports: the learned one, or a copy per port (the first takes the original).
+            let mut egress = [0u8; 8];
+            let ne = match known {
+                Some(p) => {
+                    egress[0] = p;
+                    1
+                }
+                None => {
+                    let n = topo.ports.len().min(egress.len());
+                    for (i, e) in egress[..n].iter_mut().enumerate() {
+                        *e = i as u8;
+                    }
+                    n
+                }
+            };
+            let arp = ethertype(f) == ETH_P_ARP;
+            let parsed = if arp { None } else { Some(parse_ethernet(f)) };
+            for (i, &ep) in egress[..ne].iter().enumerate() {
+                let d = if i + 1 == ne {
+                    *d
+                } else {
+                    match io.build_from(d.addr, d.len, |src, dst| {
+                        let n = src.len().min(dst.len());
+                        dst[..n].copy_from_slice(&src[..n]);
+                        Some(n)
+                    }) {
+                        Ok(Some(c)) => c,
+                        _ => {
+                            self.stats.add(Counter::TxNoFrame, 1);
+                            continue;
+                        }
+                    }
+                };
+                match parsed {
+                    None => io.tx(usize::from(ep), d),
+                    Some(Err(r)) => {
+                        self.stats.add(Counter::of_drop(r), 1);
+                        io.free(d.addr);
+                    }
+                    Some(Ok(h)) => {
+                        let gb = &mut self.groups[Group::Output as usize];
+                        if gb.n == BATCH {
+                            self.run_group(io, Group::Output);
+                        }
+                        let gb = &mut self.groups[Group::Output as usize];
+                        let k = gb.n;
+                        gb.h[k] = h;
+                        gb.m[k] = PacketMeta {
+                            in_iface: IfName::NONE,
+                            out_iface: topo.ports[usize::from(ep)].name,
+                            ct: CtInfo::new_from(&h),
+                            mark: 0,
+                            owner: None,
+                            now_ns,
+                        };
+                        gb.d[k] = d;
+                        gb.port[k] = ep;
+                        gb.n += 1;
+                    }
+                }
+            }
+        }
+        self.run_group(io, Group::Output);
+    }
+
+    fn run_group<I: FrameIo>(&mut self, io: &mut I, g: Group) {
+        let n = self.groups[g as usize].n;
+        if n == 0 {
+            return;
+        }
+        let hook = g.hook();
+        self.logs.n = 0;
+        {
+            let gb = &self.groups[g as usize];
+            self.rules.classify_batch_rec(
+                hook,
+                &gb.h[..n],
+                &gb.m[..n],
+                &mut self.st,
+                &mut self.out[..n],
+                &mut *self.logs,
+            );
+        }
+        self.emit_logs(io, g);
+        for i in 0..n {
+            let (v, _mark) = self.out[i];
+            self.act(io, g, i, v);
+        }
+        self.groups[g as usize].n = 0;
+    }
+
+    fn emit_logs<I: FrameIo>(&mut self, io: &mut I, g: Group) {
+        if self.logs.lost > 0 {
+            self.stats.add(Counter::LogDropped, self.logs.lost);
+            self.logs.lost = 0;
+        }
+        let gb = &self.groups[g as usize];
+        for &(i, rule) in &self.logs.hits[..self.logs.n] {
+            let i = usize::from(i);
+            let d = gb.d[i];
+            let m = &gb.m[i];
+            let Some(f) = io.frame(d.addr, d.len) else {
+                continue;
+            };
+            let Some(ring) = self.sinks.log.as_mut() else {
+                self.stats.add(Counter::LogDropped, 1);
+                continue;
+            };
+            let rec = LogRecord::new(f, rule, g.hook(), m);
+            if ring.push(rec).is_ok() {
+                self.stats.add(Counter::LogRecords, 1);
+            } else {
+                self.stats.add(Counter::LogDropped, 1);
+            }
+        }
+    }
+
+    fn accept<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize) {
+        let gb = &self.groups[g as usize];
+        let (d, port) = (gb.d[i], usize::from(gb.port[i]));
+        match g {
+            Group::Forward => {
+                self.stats.add(Counter::Forwarded, 1);
+                io.tx(self.topo.ports[port].peer, d);
+            }
+            Group::Output => {
+                self.stats.add(Counter::LocalOut, 1);
+                io.tx(port, d);
+            }
+            Group::Input => {
+                if let (Some(tap), Some(f)) = (&self.tap, io.frame(d.addr, d.len)) {
+                    if tap.write(f).is_ok() {
+                        self.stats.add(Counter::LocalIn, 1);
+                    } else {
+                        self.stats.add(Counter::TapErrors, 1);
+                    }
+                }
+                io.free(d.addr);
+            }
+        }
+    }
+
+    fn act<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, v: Verdict) {
+        let d = self.groups[g as usize].d[i];
+        match v {
+            Verdict::Accept => self.accept(io, g, i),
+            Verdict::Drop => {
+                self.stats.add(Counter::DropRule, 1);
+                io.free(d.addr);
+            }
+            Verdict::HotDrop => {
+                self.stats.add(Counter::DropHotdrop, 1);
+                io.free(d.addr);
+            }
+            Verdict::Reject(with) => {
+                self.stats.add(Counter::DropRule, 1);
+                self.reject(io, g, i, with);
+                io.free(d.addr);
+            }
+            Verdict::Queue { num, bypass, .. } => {
+                let consumer = self.sinks.queue_consumer.load(Ordering::Relaxed);
+                if !consumer && bypass {
+                    // --queue-bypass: with no listener the packet continues (as accepted).
+                    self.accept(io, g, i);
+                    return;
+                }
+                let queued = consumer
+                    && match (self.sinks.queue.as_mut(), io.frame(d.addr, d.len)) {
+                        (Some(ring), Some(f)) if !ring.is_full() => {
+                            let mut q = QueuedFrame {
+                                queue: num,
+                                hook: g.hook(),
+                                in_port: self.groups[g as usize].port[i],
+                                len: f.len().min(2048) as u16,
+                                data: [0; 2048],
+                            };
+                            q.data[..usize::from(q.len)].copy_from_slice(&f[..usize::from(q.len)]);
+                            ring.push(q).is_ok()
+                        }
+                        _ => false,
+                    };
+                self.stats.add(
+                    if queued {
+                        Counter::Queued
+                    } else {
+                        Counter::QueueDropped
+                    },
+                    1,
+                );
+                io.free(d.addr);
+            }
+        }
+    }
+
+    /// Builds and sends the reply of a REJECT: out of the ingress port (FORWARD, INPUT) or back
+    /// into the TAP (OUTPUT: the box rejected its own packet).
+    fn reject<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, with: RejectWith) {
+        let gb = &self.groups[g as usize];
+        let (d, port, now, src) = (
+            gb.d[i],
+            usize::from(gb.port[i]),
+            gb.m[i].now_ns,
+            gb.h[i].src,
+        );
+        if with != RejectWith::TcpReset && !self.icmp.allow(std::net::Ipv4Addr::from(src), now) {
+            self.stats.add(Counter::RejectRateLimited, 1);
+            return;
+        }
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let ip_id = self.ip_id;
+        let mut why = None;
+        let built = io.build_from(d.addr, d.len, |orig, out| {
+            match build_reject(orig, with, None, ip_id, out) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    why = Some(e);
+                    None
+                }
+            }
+        });
+        match built {
+            Ok(Some(reply)) => {
+                self.stats.add(Counter::RejectSent, 1);
+                if g == Group::Output {
+                    if let (Some(tap), Some(f)) = (&self.tap, io.frame(reply.addr, reply.len)) {
+                        let _ = tap.write(f);
+                    }
+                    io.free(reply.addr);
+                } else {
+                    io.tx(port, reply);
+                }
+            }
+            Ok(None) => {
+                let _ = why;
+                self.stats.add(Counter::RejectSuppressed, 1);
+            }
+            Err(_) => self.stats.add(Counter::RejectNoFrame, 1),
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Starting and stopping the AF_XDP dataplane: ports and their XDP programs, one UMEM and socket
+//! set per worker, workers pinned to their cores, and a clean stop (XSKMAP slots cleared, RX
+//! drained, TX completed, frames accounted, programs detached when the links close).
+//!
+//! Start-up order per port (nothing reaches a half-built socket): XSKMAP → program (map fd
+//! baked in) → UMEMs, sockets, binds, fill rings → XSKMAP slots → link (attach) last.
+
+use crate::afxdp::{UmemLayout, XdpIo};
+use crate::bpf::{self, Link, Program, XskMap};
+use crate::log::LogRecord;
+use crate::pipeline::{Pipeline, Port, QueuedFrame, Sinks, Topology};
+use crate::stats::StatsShard;
+use crate::tap::Tap;
+use crate::worker::{IdlePolicy, Worker, WorkerExit};
+use crate::xsk::{RingSizes, ZeroCopy};
+use classifier::compile::CompiledRuleset;
+use classifier::packet::IfName;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// How XDP programs are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Driver mode, generic mode when the driver has none (with a warning).
+    Auto,
+    Driver,
+    Generic,
+}
+
+/// Everything the dataplane needs to start.
+#[derive(Clone, Debug)]
+pub struct DataplaneConfig {
+    /// Bridged port pairs.
+    pub bridges: Vec<(String, String)>,
+    /// One worker per entry, pinned to that core (None: not pinned).
+    pub cores: Vec<Option<usize>>,
+    pub frames_per_worker: u32,
+    pub frame_size: u32,
+    /// RX/fill and TX/completion ring sizes per socket (0: derived from the frames).
+    pub rx_ring: u32,
+    pub tx_ring: u32,
+    pub idle: IdlePolicy,
+    pub zero_copy: ZeroCopy,
+    pub attach: AttachMode,
+    /// The exception path's TAP interface.
+    pub tap: Option<String>,
+    pub log_ring: usize,
+    pub queue_ring: usize,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            bridges: Vec::new(),
+            cores: vec![None],
+            frames_per_worker: 2048,
+            frame_size: 2048,
+            rx_ring: 0,
+            tx_ring: 0,
+            idle: IdlePolicy::Busy,
+            zero_copy: ZeroCopy::Auto,
+            attach: AttachMode::Auto,
+            tap: None,
+            log_ring: 4096,
+            queue_ring: 1024,
+        }
+    }
+}
+
+struct PortSetup {
+    name: String,
+    ifindex: u32,
+    queues: u32,
+    map: Arc<XskMap>,
+    prog: Program,
+    link: Option<Link>,
+}
+
+/// A running dataplane.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<WorkerExit>>,
+    ports: Vec<PortSetup>,
+    /// One log ring per worker.
+    pub logs: Vec<rtrb::Consumer<LogRecord>>,
+    pub queues: Vec<rtrb::Consumer<QueuedFrame>>,
+    pub stats: Vec<Arc<StatsShard>>,
+    /// What start-up decided (modes, ring sizes), one line each, for the operator's log.
+    pub notes: Vec<String>,
+}
+
+impl Running {
+    /// Stops the workers (clean shutdown) and detaches the programs; returns each worker's exit.
+    pub fn stop(mut self) -> Vec<WorkerExit> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut exits: Vec<WorkerExit> = Vec::new();
+        for h in self.workers.drain(..) {
+            if let Ok(e) = h.join() {
+                exits.push(e);
+            }
+        }
+        for p in &mut self.ports {
+            p.link = None;
+        }
+        exits
+    }
+
+    /// Interfaces and how their program is attached.
+    pub fn attached(&self) -> Vec<(String, &'static str)> {
+        self.ports
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    p.link.as_ref().map_or("detached", |l| l.mode.name()),
+                )
+            })
+            .collect()
+    }
+}
+
+fn ifindex(name: &str) -> io::Result<u32> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface `{name}' in this network namespace"),
+        ));
+    }
+    Ok(i)
+}
+
+/// RX queues of `name` (ETHTOOL_GCHANNELS; 1 when the driver does not say).
+pub fn rx_queues(name: &str) -> u32 {
+    #[repr(C)]
+    struct Channels([u32; 9]);
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        data: *mut Channels,
+        _pad: [u8; 16],
+    }
+    let mut ch = Channels([0; 9]);
+    ch.0[0] = 0x3c; // ETHTOOL_GCHANNELS
+    let mut req = IfReq {
+        name: [0; 16],
+        data: &mut ch,
+        _pad: [0; 16],
+    };
+    let b = name.as_bytes();
+    if b.len() > 15 {
+        return 1;
+    }
+    req.name[..b.len()].copy_from_slice(b);
+    // SAFETY: plain socket(2), checked and owned at once.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return 1;
+    }
+    // SAFETY: fresh fd we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: SIOCETHTOOL reads `struct ifreq` whose data points at a live ethtool_channels.
+    let r = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCETHTOOL as libc::c_ulong,
+            &mut req,
+        )
+    };
+    if r < 0 {
+        return 1;
+    }
+    // rx_count (veth and split-queue NICs) or combined_count (most NICs).
+    ch.0[5].max(ch.0[8]).max(1)
+}
+
+/// Raises RLIMIT_MEMLOCK's soft limit to the hard one; returns the soft limit in bytes (None:
+/// unlimited).
+fn memlock_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a live rlimit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r);
+        if r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
+                r.rlim_cur = r.rlim_max;
+            }
+        }
+    }
+    (r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur)
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+/// Ring sizes for `sockets` sockets sharing `frames` frames: the kernel may hold a full fill ring
+/// and a full TX ring per socket, and the worker keeps two batches in hand.
+pub fn ring_sizes(frames: u32, sockets: u32, rx: u32, tx: u32) -> Result<RingSizes, String> {
+    let slack = 128;
+    let (rx, tx) = if rx == 0 || tx == 0 {
+        let per = frames.saturating_sub(slack) / sockets.max(1);
+        // rx + rx/2 <= per, powers of two.
+        let mut r = 2048u32;
+        while r > 16 && r + r / 2 > per {
+            r /= 2;
+        }
+        (r, (r / 2).max(16))
+    } else {
+        (rx, tx)
+    };
+    if !rx.is_power_of_two() || !tx.is_power_of_two() {
+        return Err(format!(
+            "ring sizes must be powers of two (rx_ring {rx}, tx_ring {tx})"
+        ));
+    }
+    let need = sockets * (rx + tx) + slack;
+    if need > frames {
+        return Err(format!(
+            "{sockets} sockets × (rx_ring {rx} + tx_ring {tx}) + {slack} = {need} frames, but a worker has {frames}: raise frames or lower the ring sizes"
+        ));
+    }
+    Ok(RingSizes {
+        rx,
+        tx,
+        fill: rx,
+        comp: tx,
+    })
+}
+
+/// Starts the dataplane on `rules`.
+pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Running, String> {
+    if cfg.bridges.is_empty() {
+        return Err("no ports configured (bridge = [\"A\", \"B\"])".into());
+    }
+    let nworkers = cfg.cores.len().max(1);
+    let mut notes = Vec::new();
+    // Ports, in the order they appear; each bridge pairs two of them.
+    let mut names: Vec<String> = Vec::new();
+    let mut peer: Vec<usize> = Vec::new();
+    for (a, b) in &cfg.bridges {
+        if a == b || names.contains(a) || names.contains(b) {
+            return Err(format!("port pairs must be disjoint ({a}, {b})"));
+        }
+        names.push(a.clone());
+        names.push(b.clone());
+        let i = names.len() - 2;
+        peer.push(i + 1);
+        peer.push(i);
+    }
+    let mut topo = Topology::default();
+    for (n, &p) in names.iter().zip(&peer) {
+        let name = IfName::new(n).ok_or_else(|| format!("interface name `{n}' is too long"))?;
+        topo.ports.push(Port { name, peer: p });
+    }
+    let tap = match &cfg.tap {
+        Some(t) => {
+            let tap = Tap::open(t).map_err(|e| format!("exception path: {e}"))?;
+            topo.local_mac = Some(tap.mac());
+            Some(Arc::new(tap))
+        }
+        None => None,
+    };
+    let topo = Arc::new(topo);
+
+    // UMEM budget against RLIMIT_MEMLOCK (charged per user, shared by all its processes).
+    let total = nworkers as u64 * u64::from(cfg.frames_per_worker) * u64::from(cfg.frame_size);
+    if let Some(limit) = memlock_limit() {
+        if total > limit {
+            return Err(format!(
+                "cannot register {} of packet buffers ({nworkers} workers × {} frames × {} B): RLIMIT_MEMLOCK is {} for the whole user, shared with every other process of that user. Lower frames or the number of cores, or raise the limit (ulimit -l, systemd LimitMEMLOCK=)",
+                mib(total), cfg.frames_per_worker, cfg.frame_size, mib(limit)
+            ));
+        }
+    }
+
+    let mut ports = Vec::new();
+    for n in &names {
+        let ifindex = ifindex(n).map_err(|e| e.to_string())?;
+        let queues = rx_queues(n);
+        let map = Arc::new(
+            XskMap::new(&format!("pw_xsks_{}", n), queues).map_err(|e| format!("{n}: {e}"))?,
+        );
+        let prog =
+            Program::redirect_to_xsk(&map, bpf::XDP_DROP).map_err(|e| format!("{n}: {e}"))?;
+        ports.push(PortSetup {
+            name: n.clone(),
+            ifindex,
+            queues,
+            map,
+            prog,
+            link: None,
+        });
+    }
+    let q = ports[0].queues;
+    if let Some(p) = ports.iter().find(|p| p.queues != q) {
+        return Err(format!(
+            "every port needs the same number of RX queues ({} has {q}, {} has {})",
+            ports[0].name, p.name, p.queues
+        ));
+    }
+    if nworkers as u32 > q {
+        return Err(format!(
+            "{nworkers} workers but the ports have {q} RX queue(s): use at most {q} cores"
+        ));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let port_ids: Vec<(u32, String)> = ports.iter().map(|p| (p.ifindex, p.name.clone())).collect();
+    let mut workers = Vec::new();
+    let mut built = Vec::new();
+    let mut logs = Vec::new();
+    let mut queue_rx = Vec::new();
+    let mut stats = Vec::new();
+    for w in 0..nworkers {
+        let queues: Vec<u32> = (0..q).filter(|x| *x as usize % nworkers == w).collect();
+        let sockets = (queues.len() * ports.len()) as u32;
+        let rings = ring_sizes(cfg.frames_per_worker, sockets, cfg.rx_ring, cfg.tx_ring)?;
+        let layout = UmemLayout {
+            frames: cfg.frames_per_worker,
+            frame_size: cfg.frame_size,
+            rings,
+        };
+        let shard = Arc::new(StatsShard::default());
+        let io = XdpIo::open(layout, &port_ids, &queues, cfg.zero_copy, Arc::clone(&shard))
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENOBUFS) || e.to_string().contains("ENOBUFS") {
+                    format!(
+                        "worker {w}: {e}: the UMEMs of all processes of this user must fit in RLIMIT_MEMLOCK ({}); lower frames or cores",
+                        memlock_limit().map_or("unlimited".into(), mib)
+                    )
+                } else {
+                    format!("worker {w}: {e}")
+                }
+            })?;
+        notes.push(format!(
+            "worker {w}: queues {queues:?} on {} port(s), {} mode, UMEM {} frames × {} B, rx/fill {} tx/comp {}",
+            ports.len(),
+            if io.zero_copy() { "zero-copy" } else { "copy (driver has no zero-copy)" },
+            layout.frames,
+            layout.frame_size,
+            rings.rx,
+            rings.tx
+        ));
+        let (log_tx, log_rx) = rtrb::RingBuffer::new(cfg.log_ring.max(1));
+        let (q_tx, q_rx) = rtrb::RingBuffer::new(cfg.queue_ring.max(1));
+        let sinks = Sinks {
+            log: Some(log_tx),
+            queue: Some(q_tx),
+            ..Sinks::none()
+        };
+        let pipeline = Pipeline::new(
+            Arc::clone(&rules),
+            Arc::clone(&topo),
+            Arc::clone(&shard),
+            sinks,
+            if w == 0 { tap.clone() } else { None },
+        );
+        logs.push(log_rx);
+        queue_rx.push(q_rx);
+        stats.push(shard);
+        built.push(Worker {
+            index: w,
+            io,
+            pipeline,
+            nports: ports.len(),
+            maps: ports.iter().map(|p| Arc::clone(&p.map)).collect(),
+            queues,
+            tap: if w == 0 { tap.clone() } else { None },
+            idle: cfg.idle,
+        });
+    }
+    // Queue → socket slots, then attach.
+    for wk in &built {
+        for (si, s) in wk.io.socks.iter().enumerate() {
+            let port = &ports[si % ports.len()];
+            port.map
+                .set(s.queue(), s.fd())
+                .map_err(|e| format!("{}: {e}", port.name))?;
+        }
+    }
+    for p in &mut ports {
+        let link = match cfg.attach {
+            AttachMode::Auto => Link::attach(&p.prog, p.ifindex, &p.name, true),
+            AttachMode::Driver => Link::attach(&p.prog, p.ifindex, &p.name, false),
+            AttachMode::Generic => Link::attach_generic(&p.prog, p.ifindex, &p.name),
+        }
+        .map_err(|e| e.to_string())?;
+        if link.mode == bpf::XdpMode::Generic && cfg.attach == AttachMode::Auto {
+            notes.push(format!(
+                "warning: {} has no native XDP: attached in generic (SKB) mode, slower",
+                p.name
+            ));
+        }
+        notes.push(format!(
+            "{}: XDP attached in {} mode, {} RX queue(s)",
+            p.name,
+            link.mode.name(),
+            p.queues
+        ));
+        p.link = Some(link);
+    }
+    for (wk, core) in built
+        .into_iter()
+        .zip(cfg.cores.iter().copied().chain(std::iter::repeat(None)))
+    {
+        let stop = Arc::clone(&stop);
+        let h = std::thread::Builder::new()
+            .name(format!("pw-worker-{}", wk.index))
+            .spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                }
+                wk.run(&stop)
+            })
+            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+        workers.push(h);
+    }
+    Ok(Running {
+        stop,
+        workers,
+        ports,
+        logs,
+        queues: queue_rx,
+        stats,
+        notes,
+    })
+}

@@ -1,0 +1,132 @@
+//! Per-worker dataplane counters, declared once with their name and help text (VPP's style), kept
+//! in cache-line-aligned shards that only their worker writes and anybody may read.
+//!
+//! A shard is written by one thread with a relaxed load and store (on x86-64 the same `mov`/`add`
+//! as a plain integer, no locked instruction); readers sum the shards with relaxed loads. A
+//! reader may see a counter a few packets old, never a torn value.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($id:ident = $name:literal : $help:literal,)*) => {
+        /// Every dataplane counter.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum Counter { $($id,)* }
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[$(Counter::$id,)*];
+            pub fn name(self) -> &'static str {
+                match self { $(Counter::$id => $name,)* }
+            }
+            pub fn help(self) -> &'static str {
+                match self { $(Counter::$id => $help,)* }
+            }
+        }
+    };
+}
+
+counters! {
+    RxPackets = "rx_packets": "frames received from the ports (and the TAP)",
+    RxBytes = "rx_bytes": "bytes of the frames received",
+    TxPackets = "tx_packets": "frames handed to a port's TX ring",
+    TxBytes = "tx_bytes": "bytes of the frames handed to TX",
+    Forwarded = "forwarded": "frames FORWARD accepted and sent out of the paired port",
+    NonIpForwarded = "non_ip_forwarded": "ARP frames bridged unchanged (no table sees them)",
+    LocalIn = "local_in": "frames INPUT accepted and delivered to the TAP",
+    LocalOut = "local_out": "frames from the TAP that OUTPUT accepted",
+    DropRule = "drop_rule": "frames a DROP rule or policy dropped",
+    DropHotdrop = "drop_hotdrop": "frames a match could not read (the kernel's hotdrop)",
+    DropTruncated = "drop_truncated": "frames shorter than a header they must hold",
+    DropNotIpv4 = "drop_not_ipv4": "frames neither IPv4 nor ARP",
+    DropBadVersion = "drop_bad_version": "IPv4 version field not 4",
+    DropBadHeaderLen = "drop_bad_header_len": "IPv4 IHL below 5",
+    DropBadTotalLen = "drop_bad_total_len": "IPv4 total length below the header length",
+    DropBadChecksum = "drop_bad_checksum": "IPv4 header checksum does not verify",
+    DropNoRoute = "drop_no_route": "frames for the box with no TAP configured",
+    RejectSent = "reject_sent": "ICMP errors and TCP resets sent for REJECT",
+    RejectSuppressed = "reject_suppressed": "REJECT with no reply (the kernel would not send one)",
+    RejectRateLimited = "reject_rate_limited": "ICMP errors held back by the icmp_ratelimit emulation",
+    RejectNoFrame = "reject_no_frame": "REJECT replies lost for want of a free frame",
+    LogRecords = "log_records": "LOG records handed to the control side",
+    LogDropped = "log_dropped": "LOG records lost because the log ring was full",
+    Queued = "queued": "frames handed to a QUEUE/NFQUEUE ring",
+    QueueDropped = "queue_dropped": "QUEUE frames dropped (no consumer, or the ring was full)",
+    TxRingFull = "tx_ring_full": "frames dropped because a TX ring stayed full",
+    TxNoFrame = "tx_no_frame": "frames not sent for want of a free frame (copies, floods)",
+    TapErrors = "tap_errors": "frames the TAP refused",
+    StolenHandoff = "handoff_dropped": "frames for another worker lost because its ring was full",
+}
+
+impl Counter {
+    /// The drop counter of a frame that failed the IPv4 checks.
+    pub fn of_drop(r: classifier::wire::headers::DropReason) -> Counter {
+        use classifier::wire::headers::DropReason as D;
+        match r {
+            D::Truncated => Counter::DropTruncated,
+            D::NotIpv4 => Counter::DropNotIpv4,
+            D::BadVersion => Counter::DropBadVersion,
+            D::BadHeaderLen => Counter::DropBadHeaderLen,
+            D::BadTotalLen => Counter::DropBadTotalLen,
+            D::BadChecksum => Counter::DropBadChecksum,
+        }
+    }
+}
+
+const N: usize = Counter::ALL.len();
+
+/// One worker's counters. Aligned so that two workers' shards never share a cache line.
+#[repr(align(64))]
+pub struct StatsShard {
+    v: [AtomicU64; N],
+}
+
+impl Default for StatsShard {
+    fn default() -> Self {
+        StatsShard {
+            v: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl StatsShard {
+    /// Adds `n` (owner thread only: a load and a store, not a locked add).
+    #[inline(always)]
+    pub fn add(&self, c: Counter, n: u64) {
+        let a = &self.v[c as usize];
+        a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        self.v[c as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// The sum over shards of every counter, in declaration order.
+pub fn sum(shards: &[&StatsShard]) -> Vec<(Counter, u64)> {
+    Counter::ALL
+        .iter()
+        .map(|&c| (c, shards.iter().map(|s| s.get(c)).sum()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_shards_sum() {
+        let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Counter::ALL.len());
+        assert!(std::mem::align_of::<StatsShard>() >= 64);
+        let (a, b) = (StatsShard::default(), StatsShard::default());
+        a.add(Counter::RxPackets, 3);
+        b.add(Counter::RxPackets, 4);
+        b.add(Counter::TxBytes, 10);
+        let s = sum(&[&a, &b]);
+        assert_eq!(s[Counter::RxPackets as usize], (Counter::RxPackets, 7));
+        assert_eq!(s[Counter::TxBytes as usize].1, 10);
+    }
+}

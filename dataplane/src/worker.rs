@@ -1,0 +1,194 @@
+//! A poll-mode worker: pinned to its core, it owns one UMEM and the sockets of its queues on every
+//! port, and loops: RX bursts from each socket through the pipeline, the TAP's frames (worker 0),
+//! TX flush and kicks, completion reaping, fill-ring refills, then the idle policy. No allocation,
+//! lock or per-packet syscall; one TX kick per socket per iteration at most.
+//!
+//! Shutdown (stop flag set by the control side on SIGTERM): the XSKMAP slots of its queues are
+//! cleared first (new frames take the program's fallback), RX is drained until quiet, TX is flushed
+//! and completed, then the frame accounting is checked and reported.
+
+use crate::afxdp::{ShutdownReport, XdpIo};
+use crate::bpf::XskMap;
+use crate::pipeline::{Pipeline, BATCH};
+use crate::tap::Tap;
+use crate::xsk::XdpDesc;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a worker does when a whole iteration found nothing to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Spin (lowest latency; the core is 100% busy).
+    Busy,
+    /// Spin `idle_spins` empty iterations, then sleep in `poll()` on the sockets with a timeout
+    /// that doubles from 1 to 8 ms while idle.
+    Adaptive { idle_spins: u32 },
+}
+
+/// Monotonic nanoseconds (vDSO `clock_gettime`, once per iteration).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live timespec; CLOCK_MONOTONIC always exists.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Everything one worker thread owns.
+pub struct Worker {
+    pub index: usize,
+    pub io: XdpIo,
+    pub pipeline: Pipeline,
+    pub nports: usize,
+    /// The XSKMAP of each port and the queues this worker owns (cleared at shutdown).
+    pub maps: Vec<Arc<XskMap>>,
+    pub queues: Vec<u32>,
+    pub tap: Option<Arc<Tap>>,
+    pub idle: IdlePolicy,
+}
+
+/// What a worker hands back when it stops.
+pub struct WorkerExit {
+    pub index: usize,
+    pub pipeline: Pipeline,
+    pub report: ShutdownReport,
+}
+
+impl Worker {
+    pub fn run(mut self, stop: &AtomicBool) -> WorkerExit {
+        let mut descs = [XdpDesc::default(); BATCH];
+        let mut idle_iters = 0u32;
+        let mut timeout_ms = 1;
+        let nsock = self.io.socks.len();
+        while !stop.load(Ordering::Relaxed) {
+            let got = self.iteration(&mut descs, nsock);
+            if got > 0 {
+                idle_iters = 0;
+                timeout_ms = 1;
+                continue;
+            }
+            idle_iters = idle_iters.saturating_add(1);
+            match self.idle {
+                IdlePolicy::Busy => std::hint::spin_loop(),
+                IdlePolicy::Adaptive { idle_spins } => {
+                    if idle_iters >= idle_spins {
+                        self.sleep(timeout_ms);
+                        timeout_ms = (timeout_ms * 2).min(8);
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        }
+        self.shutdown(&mut descs, nsock)
+    }
+
+    /// One pass over every socket (and the TAP); returns the frames received.
+    fn iteration(&mut self, descs: &mut [XdpDesc; BATCH], nsock: usize) -> usize {
+        let now = now_ns();
+        let mut got = 0;
+        for s in 0..nsock {
+            let n = self.io.rx(s, descs);
+            if n == 0 {
+                continue;
+            }
+            got += n;
+            self.io.cur_q = s / self.nports;
+            self.pipeline
+                .rx_burst(&mut self.io, s % self.nports, &descs[..n], now);
+        }
+        if let Some(tap) = self.tap.clone() {
+            let mut n = 0;
+            while n < BATCH {
+                match self.io.alloc_read(|buf| tap.read(buf).ok().flatten()) {
+                    Some(d) => {
+                        descs[n] = d;
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            if n > 0 {
+                got += n;
+                self.io.cur_q = 0;
+                self.pipeline.local_burst(&mut self.io, &descs[..n], now);
+            }
+        }
+        self.io.flush_tx();
+        self.io.reap();
+        self.io.refill();
+        got
+    }
+
+    fn sleep(&mut self, timeout_ms: i32) {
+        // Flush what is pending before sleeping.
+        self.io.flush_tx();
+        self.io.reap();
+        self.io.refill();
+        let mut fds: [libc::pollfd; 17] = [libc::pollfd {
+            fd: -1,
+            events: 0,
+            revents: 0,
+        }; 17];
+        let mut n = 0;
+        for fd in self.io.fds().take(16) {
+            fds[n] = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            n += 1;
+        }
+        if let Some(tap) = &self.tap {
+            fds[n] = libc::pollfd {
+                fd: tap.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            n += 1;
+        }
+        // SAFETY: `fds[..n]` are initialised pollfds on descriptors this worker keeps open.
+        unsafe {
+            libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout_ms);
+        }
+    }
+
+    fn shutdown(mut self, descs: &mut [XdpDesc; BATCH], nsock: usize) -> WorkerExit {
+        // 1. New frames take the program's fallback action from now on.
+        for m in &self.maps {
+            for &q in &self.queues {
+                m.clear(q);
+            }
+        }
+        // 2. Drain RX (processing what arrives) until it stays quiet for 10 ms.
+        let start = Instant::now();
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < Duration::from_millis(10)
+            && start.elapsed() < Duration::from_secs(2)
+        {
+            if self.iteration(descs, nsock) > 0 {
+                quiet_since = Instant::now();
+            }
+        }
+        // 3. Complete every TX.
+        let start = Instant::now();
+        while self.io.in_tx() > 0 && start.elapsed() < Duration::from_secs(1) {
+            self.io.flush_tx();
+            self.io.reap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.io.drop_staged();
+        let report = self.io.report();
+        WorkerExit {
+            index: self.index,
+            pipeline: self.pipeline,
+            report,
+        }
+    }
+}
