@@ -20,7 +20,8 @@ pub struct RunOutput {
     pub code: i32,
 }
 
-const SUBCOMMANDS: &str = "iptables, iptables-save, iptables-restore, replay, bench-classify, demo";
+const SUBCOMMANDS: &str =
+    "iptables, iptables-save, iptables-restore, replay, bench-classify, daemon, demo";
 
 /// The process entry point of the `pollwall` binary.
 pub fn main() -> i32 {
@@ -37,6 +38,7 @@ pub fn main() -> i32 {
             Some(sub) if sub == "demo" => return crate::demo::main(),
             Some(sub) if sub == "bench-classify" => return crate::bench_classify::main(&argv[2..]),
             Some(sub) if sub == "replay" => return crate::replay::main(&argv[2..]),
+            Some(sub) if sub == "daemon" => return crate::daemon::main(&argv[2..]),
             Some(sub) if sub == "-h" || sub == "--help" => {
                 println!("{}", usage());
                 return 0;

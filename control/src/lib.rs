@@ -5,11 +5,15 @@
 
 pub mod bench_classify;
 pub mod cli;
+pub mod counters;
+pub mod daemon;
+pub mod daemon_config;
 pub mod demo;
 pub mod error;
 pub mod exec;
 pub mod grammar;
 pub mod help;
+pub mod logline;
 pub mod names;
 pub mod replay;
 pub mod restore;

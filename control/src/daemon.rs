@@ -1,0 +1,170 @@
+//! `pollwall daemon --config FILE`: loads the rules file, compiles it, starts the AF_XDP
+//! dataplane (workers pinned to the configured cores), writes the LOG lines the workers' records
+//! describe, and stops cleanly on SIGTERM or SIGINT: workers drain and account for every frame,
+//! XDP programs are detached, and the final counters are printed as `iptables-save -c`.
+//!
+//! Output: start-up notes (modes, ring sizes), then `pollwall: ready` on stderr once every
+//! program is attached; at the end one `worker N: ...` accounting line per worker and the
+//! dataplane counters on stderr, the ruleset with its counters on stdout. Exit code 0, or 1 when
+//! start-up failed or a frame was lost.
+//!
+//! Live rule updates and the control socket are the daemon issue's; here the ruleset is fixed
+//! at start.
+
+use crate::daemon_config::{self, DaemonConfig};
+use crate::grammar::save::save_table;
+use crate::logline::format_log_line;
+use crate::restore::{restore, RestoreOptions};
+use classifier::compile::{CompiledRuleset, TreeParams};
+use classifier::{LogTarget, RuleId, Ruleset, Target};
+use dataplane::log::LogRecord;
+use dataplane::stats::{self, StatsShard};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const USAGE: &str = "usage: pollwall daemon --config FILE";
+
+pub fn main(args: &[String]) -> i32 {
+    let cfg = match args {
+        [flag, file] if flag == "--config" => file,
+        [flag] if flag == "-h" || flag == "--help" => {
+            println!("{USAGE}");
+            return 0;
+        }
+        _ => {
+            eprintln!("pollwall daemon: {USAGE}");
+            return 2;
+        }
+    };
+    match run(cfg) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pollwall daemon: {e}");
+            1
+        }
+    }
+}
+
+/// Loads and compiles `cfg.rules`.
+pub fn load_rules(path: &str) -> Result<Ruleset, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut rs = Ruleset::new();
+    restore(&text, &RestoreOptions::default(), &mut rs)
+        .map_err(|e| format!("{path}:\n{}", e.render("iptables-restore").trim_end()))?;
+    Ok(rs)
+}
+
+/// LOG options of every LOG rule, by rule id.
+pub fn log_targets(rs: &Ruleset) -> HashMap<RuleId, LogTarget> {
+    let mut m = HashMap::new();
+    for t in &rs.tables {
+        for c in &t.chains {
+            for r in &c.rules {
+                if let Target::Log(l) = &r.target {
+                    m.insert(r.id, l.clone());
+                }
+            }
+        }
+    }
+    m
+}
+
+/// Writes the lines of every record waiting in `rings`.
+pub fn drain_logs(
+    rings: &mut [rtrb::Consumer<LogRecord>],
+    targets: &HashMap<RuleId, LogTarget>,
+    out: &mut dyn Write,
+) {
+    for ring in rings.iter_mut() {
+        while let Ok(rec) = ring.pop() {
+            if let Some(t) = targets.get(&rec.rule) {
+                let _ = writeln!(out, "{}", format_log_line(&rec, t));
+            }
+        }
+    }
+    let _ = out.flush();
+}
+
+/// The dataplane counters summed over workers, one `name value` per line (zeros left out).
+pub fn stats_lines(shards: &[Arc<StatsShard>]) -> String {
+    let refs: Vec<&StatsShard> = shards.iter().map(|s| s.as_ref()).collect();
+    let mut s = String::new();
+    for (c, v) in stats::sum(&refs) {
+        if v != 0 {
+            s.push_str(&format!("  {:<20} {v}\n", c.name()));
+        }
+    }
+    s
+}
+
+fn run(config_path: &str) -> Result<i32, String> {
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| format!("cannot read {config_path}: {e}"))?;
+    let cfg: DaemonConfig =
+        daemon_config::parse(&text).map_err(|e| format!("{config_path}: {e}"))?;
+    let mut rs = load_rules(&cfg.rules)?;
+    let targets = log_targets(&rs);
+    let compiled = Arc::new(CompiledRuleset::compile(
+        &rs,
+        dataplane::worker::now_ns(),
+        &TreeParams::default(),
+    ));
+    let mut log_out: Box<dyn Write> = match &cfg.log_file {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("cannot open log_file {p}: {e}"))?,
+        ),
+        None => Box::new(std::io::stderr()),
+    };
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&term))
+            .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+    }
+    let mut running = dataplane::runtime::start(&cfg.dataplane, Arc::clone(&compiled))?;
+    for n in &running.notes {
+        eprintln!("pollwall: {n}");
+    }
+    eprintln!("pollwall: ready");
+    while !term.load(Ordering::Relaxed) {
+        drain_logs(&mut running.logs, &targets, &mut log_out);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("pollwall: stopping");
+    let mut logs = std::mem::take(&mut running.logs);
+    let shards = running.stats.clone();
+    let exits = running.stop();
+    drain_logs(&mut logs, &targets, &mut log_out);
+    let mut lost = 0;
+    for e in &exits {
+        let r = e.report;
+        lost += r.lost;
+        eprintln!(
+            "pollwall: worker {}: {}/{} frames accounted (free {}, in fill rings {}, in TX {}), lost {}",
+            e.index,
+            r.frames - r.lost,
+            r.frames,
+            r.free,
+            r.in_fill,
+            r.in_tx,
+            r.lost
+        );
+    }
+    eprint!("pollwall: dataplane counters:\n{}", stats_lines(&shards));
+    let states: Vec<_> = exits.iter().map(|e| e.pipeline.state()).collect();
+    crate::counters::fold(&mut rs, &compiled, &states);
+    let mut out = String::new();
+    for t in &rs.tables {
+        out.push_str("# Generated by pollwall daemon\n");
+        out.push_str(&save_table(t, true));
+        out.push_str("# Completed\n");
+    }
+    print!("{out}");
+    Ok(if lost == 0 { 0 } else { 1 })
+}

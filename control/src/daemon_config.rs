@@ -1,0 +1,168 @@
+//! The daemon's TOML configuration (`pollwall daemon --config FILE`): ports, cores, ring sizes,
+//! idle policy, rules file. Unknown keys are errors (a typo must not silently change nothing).
+//!
+//! ```toml
+//! rules = "/etc/pollwall/rules.v4"   # iptables-save format, loaded at start
+//! cores = [0, 1]                     # one worker per core (RX queue q goes to worker q % n)
+//! idle = "busy"                      # or "adaptive": back off to poll() when idle
+//! idle_spins = 2000                  # adaptive: empty iterations before sleeping
+//! zero_copy = "auto"                 # "auto" | "require" | "off"
+//! xdp_mode = "auto"                  # "auto" (driver, else generic) | "driver" | "generic"
+//! frames = 2048                      # UMEM frames per worker (all workers within RLIMIT_MEMLOCK)
+//! frame_size = 2048                  # 2048 or 4096
+//! rx_ring = 0                        # per socket; 0 = derived from frames
+//! tx_ring = 0
+//! log_file = "-"                     # where LOG lines go ("-" = stderr)
+//! queue_len = 1024                   # QUEUE/NFQUEUE ring per worker
+//! tap = "pwtap0"                     # optional: the exception path's TAP interface
+//!
+//! [[bridge]]
+//! ports = ["eth0", "eth1"]
+//! ```
+
+use dataplane::runtime::{AttachMode, DataplaneConfig};
+use dataplane::worker::IdlePolicy;
+use dataplane::xsk::ZeroCopy;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    rules: String,
+    #[serde(default)]
+    cores: Option<Vec<usize>>,
+    #[serde(default)]
+    idle: Option<String>,
+    #[serde(default)]
+    idle_spins: Option<u32>,
+    #[serde(default)]
+    zero_copy: Option<String>,
+    #[serde(default)]
+    xdp_mode: Option<String>,
+    #[serde(default)]
+    frames: Option<u32>,
+    #[serde(default)]
+    frame_size: Option<u32>,
+    #[serde(default)]
+    rx_ring: Option<u32>,
+    #[serde(default)]
+    tx_ring: Option<u32>,
+    #[serde(default)]
+    log_file: Option<String>,
+    #[serde(default)]
+    queue_len: Option<usize>,
+    #[serde(default)]
+    tap: Option<String>,
+    #[serde(default)]
+    bridge: Vec<RawBridge>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBridge {
+    ports: Vec<String>,
+}
+
+/// The parsed configuration.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub rules: String,
+    /// None: LOG lines go to stderr.
+    pub log_file: Option<String>,
+    pub dataplane: DataplaneConfig,
+}
+
+pub fn parse(text: &str) -> Result<DaemonConfig, String> {
+    let raw: Raw = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut dp = DataplaneConfig::default();
+    if let Some(c) = raw.cores {
+        if c.is_empty() {
+            return Err("cores: at least one core".into());
+        }
+        dp.cores = c.into_iter().map(Some).collect();
+    }
+    dp.idle = match raw.idle.as_deref() {
+        None | Some("busy") => IdlePolicy::Busy,
+        Some("adaptive") => IdlePolicy::Adaptive {
+            idle_spins: raw.idle_spins.unwrap_or(2000),
+        },
+        Some(x) => return Err(format!("idle: `{x}' is not \"busy\" or \"adaptive\"")),
+    };
+    dp.zero_copy = match raw.zero_copy.as_deref() {
+        None | Some("auto") => ZeroCopy::Auto,
+        Some("require") => ZeroCopy::Require,
+        Some("off") => ZeroCopy::Off,
+        Some(x) => {
+            return Err(format!(
+                "zero_copy: `{x}' is not \"auto\", \"require\" or \"off\""
+            ))
+        }
+    };
+    dp.attach = match raw.xdp_mode.as_deref() {
+        None | Some("auto") => AttachMode::Auto,
+        Some("driver") => AttachMode::Driver,
+        Some("generic") => AttachMode::Generic,
+        Some(x) => {
+            return Err(format!(
+                "xdp_mode: `{x}' is not \"auto\", \"driver\" or \"generic\""
+            ))
+        }
+    };
+    if let Some(f) = raw.frames {
+        dp.frames_per_worker = f;
+    }
+    if let Some(f) = raw.frame_size {
+        if f != 2048 && f != 4096 {
+            return Err(format!("frame_size: {f} is not 2048 or 4096"));
+        }
+        dp.frame_size = f;
+    }
+    dp.rx_ring = raw.rx_ring.unwrap_or(0);
+    dp.tx_ring = raw.tx_ring.unwrap_or(0);
+    if let Some(q) = raw.queue_len {
+        dp.queue_ring = q.max(1);
+    }
+    dp.tap = raw.tap;
+    for b in raw.bridge {
+        match b.ports.as_slice() {
+            [a, c] => dp.bridges.push((a.clone(), c.clone())),
+            _ => return Err("bridge: `ports` must name exactly two interfaces".into()),
+        }
+    }
+    if dp.bridges.is_empty() {
+        return Err("no [[bridge]] with ports = [\"A\", \"B\"]".into());
+    }
+    Ok(DaemonConfig {
+        rules: raw.rules,
+        log_file: raw.log_file.filter(|f| f != "-"),
+        dataplane: dp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_and_minimal_configs() {
+        let c = parse(
+            "rules = \"r\"\ncores = [0, 1]\nidle = \"adaptive\"\nframes = 1024\n[[bridge]]\nports = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.dataplane.cores, vec![Some(0), Some(1)]);
+        assert_eq!(c.dataplane.frames_per_worker, 1024);
+        assert_eq!(c.dataplane.bridges, vec![("a".into(), "b".into())]);
+        assert!(matches!(
+            c.dataplane.idle,
+            IdlePolicy::Adaptive { idle_spins: 2000 }
+        ));
+        let e =
+            parse("rules = \"r\"\ncoers = [1]\n[[bridge]]\nports = [\"a\", \"b\"]\n").unwrap_err();
+        assert!(e.contains("coers"), "{e}");
+        assert!(parse("rules = \"r\"\n").unwrap_err().contains("bridge"));
+        assert!(
+            parse("rules = \"r\"\nframe_size = 3000\n[[bridge]]\nports = [\"a\", \"b\"]\n")
+                .is_err()
+        );
+    }
+}
