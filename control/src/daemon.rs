@@ -146,8 +146,9 @@ fn run(config_path: &str) -> Result<i32, String> {
         let r = e.report;
         lost += r.lost;
         eprintln!(
-            "pollwall: worker {}: {}/{} frames accounted (free {}, in fill rings {}, in TX {}), lost {}",
+            "pollwall: worker {}: rx {} frames; {}/{} frames accounted (free {}, in fill rings {}, in TX {}), lost {}",
             e.index,
+            e.pipeline.stats().get(dataplane::stats::Counter::RxPackets),
             r.frames - r.lost,
             r.frames,
             r.free,

@@ -5,6 +5,7 @@ mod binary;
 mod classbench;
 mod common;
 mod differential;
+mod e2e;
 mod golden;
 mod iptables_t;
 mod kernel_diff;

@@ -286,3 +286,75 @@ fn send_bytes(fd: &OwnedFd, buf: &[u8]) -> io::Result<usize> {
     let n = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
+
+/// An AF_PACKET capture of every frame on one interface, both directions (`ETH_P_ALL`). Open it
+/// on a thread that entered the namespace holding the interface, before the traffic starts.
+pub struct RawCapture {
+    fd: OwnedFd,
+}
+
+impl RawCapture {
+    pub fn open(ifname: &str) -> io::Result<RawCapture> {
+        let index = ifindex(ifname)?;
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain syscall with constant arguments; it returns a new descriptor or -1.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                i32::from(proto),
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by socket(), is open, and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value of it.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = index as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll for the call and the length is its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RawCapture { fd })
+    }
+
+    /// Every frame queued so far: (sent by this host, bytes).
+    pub fn drain(&self) -> Vec<(bool, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..100_000 {
+            // SAFETY: as in `bind`; all-zero is valid.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: `buf` is writable for its length and `sll`/`len` describe a live
+            // sockaddr_ll; the fd is open and non-blocking.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut sll as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            let outgoing = sll.sll_pkttype == libc::PACKET_OUTGOING as u8;
+            out.push((outgoing, buf[..n as usize].to_vec()));
+        }
+        out
+    }
+}
