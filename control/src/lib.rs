@@ -10,6 +10,7 @@ pub mod error;
 pub mod exec;
 pub mod grammar;
 pub mod help;
+pub mod logline;
 pub mod names;
 pub mod replay;
 pub mod restore;
