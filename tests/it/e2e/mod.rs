@@ -169,3 +169,183 @@ fn e2e_accept_drop_reject() {
         "ICMP error byte for byte (IP ID taken from the reply)"
     );
 }
+
+#[test]
+fn e2e_log_lines_are_the_kernels() {
+    require_e2e!();
+    let mut r = Rig::new(1);
+    let rules = "*filter\n:FORWARD ACCEPT [0:0]\n\
+        -A FORWARD -p udp --dport 11 -j LOG --log-prefix \"pw-e2e \"\nCOMMIT\n";
+    r.start(rules, "");
+    let frames = Rig::in_ns(&r.c, || {
+        let cap = crate::netns::RawCapture::open("pwc0").unwrap();
+        let u = UdpSocket::bind((CLIENT_IP, 0)).unwrap();
+        for i in 0..3 {
+            u.send_to(&vec![b'a'; 10 + i], (SERVER_IP, 11)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        cap.drain()
+    });
+    let out = r.stop();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let log = std::fs::read_to_string(r.path("log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    // The kernel's nf_log_syslog line, written out field by field from the captured frame.
+    let want: Vec<String> = frames
+        .iter()
+        .filter(|(o, f)| *o && f.len() >= 42 && f[23] == 17)
+        .map(|(_, f)| {
+            let mac: Vec<String> = f[..14].iter().map(|b| format!("{b:02x}")).collect();
+            let be = |i: usize| u16::from_be_bytes([f[i], f[i + 1]]);
+            format!(
+                "pw-e2e IN=pwf0 OUT=pwf1 MAC={} SRC={CLIENT_IP} DST={SERVER_IP} LEN={} TOS=0x00 PREC=0x00 TTL=64 ID={} {}PROTO=UDP SPT={} DPT=11 LEN={} ",
+                mac.join(":"),
+                be(16),
+                be(18),
+                if f[20] & 0x40 != 0 { "DF " } else { "" },
+                be(34),
+                be(38)
+            )
+        })
+        .collect();
+    assert_eq!(want.len(), 3);
+    assert_eq!(lines, want);
+}
+
+#[test]
+fn e2e_multi_queue_two_workers() {
+    require_e2e!();
+    let mut r = Rig::new(4);
+    let notes = r.start(ACCEPT_ALL, "cores = [0, 1]\nframes = 1024");
+    assert!(
+        notes.iter().any(|n| n.contains("worker 0: queues [0, 2]")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("worker 1: queues [1, 3]")),
+        "{notes:?}"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let srv = echo_server(&r.s, SERVER_IP, 7, Arc::clone(&stop));
+    let results = Rig::in_ns(&r.c, || {
+        let hs: Vec<_> = (0..32)
+            .map(|_| std::thread::spawn(|| tcp_echo(SERVER_IP, 7, 32 * 1024)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    stop.store(true, Ordering::Relaxed);
+    srv.join().unwrap();
+    let out = r.stop();
+    assert!(results.iter().all(|x| x.is_ok()), "{results:?}");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for w in 0..2 {
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("pollwall: worker {w}: rx ")))
+            .unwrap();
+        let rx: u64 = line.split_whitespace().nth(4).unwrap().parse().unwrap();
+        assert!(rx > 0, "worker {w} saw traffic: {line}");
+        assert!(line.ends_with("lost 0"), "{line}");
+    }
+}
+
+#[test]
+fn e2e_exception_path_to_the_box_itself() {
+    require_e2e!();
+    let mut r = Rig::new(1);
+    let rules = "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+        -A INPUT -p tcp --dport 7777 -j ACCEPT\nCOMMIT\n";
+    r.start(rules, "tap = \"pwtap0\"");
+    r.f.exec_ok(
+        "ip",
+        &[
+            "addr",
+            "add",
+            &format!("{}/24", rig::BOX_IP),
+            "dev",
+            "pwtap0",
+        ],
+    );
+    r.f.exec_ok("ip", &["link", "set", "pwtap0", "up"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let srv = echo_server(&r.f, rig::BOX_IP, 7777, Arc::clone(&stop));
+    let (ok, refused) = Rig::in_ns(&r.c, || {
+        let ok = tcp_echo(rig::BOX_IP, 7777, 10_000);
+        let refused = std::net::TcpStream::connect_timeout(
+            &format!("{}:7778", rig::BOX_IP).parse().unwrap(),
+            Duration::from_millis(400),
+        )
+        .map(|_| ())
+        .map_err(|e| e.kind());
+        (ok, refused)
+    });
+    stop.store(true, Ordering::Relaxed);
+    srv.join().unwrap();
+    let out = r.stop();
+    assert_eq!(
+        ok,
+        Ok(()),
+        "TCP to the box's own address through INPUT and OUTPUT"
+    );
+    assert_eq!(
+        refused,
+        Err(std::io::ErrorKind::TimedOut),
+        "INPUT policy DROP"
+    );
+    assert!(out.rule_packets("--dport 7777") >= 3, "{}", out.stdout);
+    assert!(out.policy_packets("OUTPUT") >= 3, "{}", out.stdout);
+    assert!(out.policy_packets("INPUT") >= 1, "{}", out.stdout);
+    assert!(
+        out.counter("local_in") >= 3 && out.counter("local_out") >= 3,
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn e2e_clean_shutdown_under_load_then_restart() {
+    require_e2e!();
+    let mut r = Rig::new(1);
+    r.start(ACCEPT_ALL, "");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let stop = Arc::clone(&stop);
+        rig::spawn_in_ns(&r.c, move || {
+            let u = UdpSocket::bind((CLIENT_IP, 0)).unwrap();
+            let t = std::time::Instant::now();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(5) {
+                let _ = u.send_to(&[0u8; 64], (SERVER_IP, 9));
+                n += 1;
+                if n % 64 == 0 {
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            }
+            n
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let out = r.stop();
+    let sent_during = flood.is_finished();
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert!(
+        !sent_during && sent > 100,
+        "traffic ran through the shutdown ({sent} datagrams)"
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("lost 0"), "{}", out.stderr);
+    assert!(out.counter("forwarded") > 50, "{}", out.stderr);
+    for dev in ["pwf0", "pwf1"] {
+        let link = r.f.exec_ok("ip", &["-d", "link", "show", dev]);
+        assert!(!link.contains("xdp"), "program detached from {dev}: {link}");
+    }
+    // The queues are free again at once (the bind retries EBUSY while the kernel lets go).
+    r.start(ACCEPT_ALL, "");
+    let again = r.stop();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+}

@@ -160,8 +160,14 @@ impl Rig {
     /// Starts the daemon with `rules` and extra config lines; waits for `pollwall: ready`.
     pub fn start(&mut self, rules: &str, extra: &str) -> Vec<String> {
         std::fs::write(self.path("rules"), rules).unwrap();
+        // 1 MiB UMEMs unless the case asks for more (RLIMIT_MEMLOCK is shared by the user).
+        let frames = if extra.contains("frames") {
+            ""
+        } else {
+            "frames = 512\n"
+        };
         let cfg = format!(
-            "rules = \"{}\"\nidle = \"adaptive\"\nframes = 512\nlog_file = \"{}\"\n{extra}\n[[bridge]]\nports = [\"pwf0\", \"pwf1\"]\n",
+            "rules = \"{}\"\nidle = \"adaptive\"\n{frames}log_file = \"{}\"\n{extra}\n[[bridge]]\nports = [\"pwf0\", \"pwf1\"]\n",
             self.path("rules").display(),
             self.path("log").display()
         );
