@@ -7,7 +7,7 @@
 //! kernel) and the trailing newline are not part of it.
 //!
 //! The kernel reads headers with `skb_header_pointer` from an skb that starts at the IP header and
-//! is `tot_len` bytes long (`ip_rcv` trimmed the Ethernet padding); the [`Skb`] here does the same
+//! is `tot_len` bytes long (`ip_rcv` trimmed the Ethernet padding); the `Skb` here does the same
 //! over the record's captured bytes, so a header the datagram does not hold prints
 //! `INCOMPLETE [n bytes]` or `TRUNCATED` exactly where the kernel's would. (The record keeps 256
 //! bytes, more than the deepest header the kernel prints, 210 bytes into a frame.)
