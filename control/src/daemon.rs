@@ -157,6 +157,13 @@ fn run(config_path: &str) -> Result<i32, String> {
             r.lost
         );
     }
+    for e in &exits {
+        let k = e.kernel;
+        eprintln!(
+            "pollwall: worker {}: kernel drops: rx_dropped {} rx_ring_full {} fill_ring_empty {} tx_invalid {}",
+            e.index, k.rx_dropped, k.rx_ring_full, k.rx_fill_ring_empty_descs, k.tx_invalid_descs
+        );
+    }
     eprint!("pollwall: dataplane counters:\n{}", stats_lines(&shards));
     let states: Vec<_> = exits.iter().map(|e| e.pipeline.state()).collect();
     crate::counters::fold(&mut rs, &compiled, &states);

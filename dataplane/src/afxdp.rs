@@ -210,6 +210,22 @@ impl XdpIo {
         }
     }
 
+    /// The kernel's per-socket drop counters, summed over this worker's sockets.
+    pub fn kernel_stats(&self) -> crate::xsk::sys::XdpStatistics {
+        let mut t = crate::xsk::sys::XdpStatistics::default();
+        for s in &self.socks {
+            if let Ok(x) = s.statistics() {
+                t.rx_dropped += x.rx_dropped;
+                t.rx_invalid_descs += x.rx_invalid_descs;
+                t.tx_invalid_descs += x.tx_invalid_descs;
+                t.rx_ring_full += x.rx_ring_full;
+                t.rx_fill_ring_empty_descs += x.rx_fill_ring_empty_descs;
+                t.tx_ring_empty_descs += x.tx_ring_empty_descs;
+            }
+        }
+        t
+    }
+
     pub fn fds(&self) -> impl Iterator<Item = std::os::fd::BorrowedFd<'_>> {
         self.socks.iter().map(|s| s.fd())
     }

@@ -58,6 +58,8 @@ pub struct WorkerExit {
     pub index: usize,
     pub pipeline: Pipeline,
     pub report: ShutdownReport,
+    /// The kernel's drop counters of the worker's sockets.
+    pub kernel: crate::xsk::sys::XdpStatistics,
 }
 
 impl Worker {
@@ -187,6 +189,7 @@ impl Worker {
         let report = self.io.report();
         WorkerExit {
             index: self.index,
+            kernel: self.io.kernel_stats(),
             pipeline: self.pipeline,
             report,
         }

@@ -1,5 +1,6 @@
-//! pollwall tools: helpers behind the binaries in `src/bin/` (today the ClassBench
-//! converter over [`classbench`], which lives in the classifier crate), kept in a library so
-//! benches and tests can use them in process.
+//! pollwall tools: helpers behind the binaries in `src/bin/`, kept in a library so benches and
+//! tests can use them in process: the ClassBench converter over [`classbench`] (which lives in
+//! the classifier crate) and the traffic generator [`gen`] (`pw-gen`).
 
 pub use classifier::classbench;
+pub mod gen;
