@@ -2,8 +2,10 @@
 //!
 //! ```sh
 //! pw-gen --dev IF [--flows N] [--size BYTES] [--pps RATE] [--duration SECS]
-//!        [--src-mac MAC] [--dst-mac MAC] [--src IP] [--dst IP] [--dport PORT]
+//!        [--src-mac MAC] [--dst-mac MAC] [--src IP] [--dst IP] [--dport PORT] [--mode live|xsk]
 //! ```
+//! `--mode live` (default): `BPF_PROG_TEST_RUN` live frames (5-8 Mpps; the receiving veth end
+//! needs an XDP program). `--mode xsk`: an AF_XDP socket's TX ring (copy mode, ordinary skbs).
 //! Sends UDP frames out of IF (in the current network namespace) and prints one JSON object:
 //! `{"sent": N, "seconds": S, "pps": R}`. Needs root.
 
@@ -20,8 +22,9 @@ fn mac(s: &str) -> Result<[u8; 6], String> {
     v.try_into().map_err(|_| format!("bad MAC address `{s}'"))
 }
 
-fn parse(args: &[String]) -> Result<GenConfig, String> {
+fn parse(args: &[String]) -> Result<(GenConfig, bool), String> {
     let mut c = GenConfig::default();
+    let mut xsk = false;
     let mut i = 0;
     while i < args.len() {
         let v = args
@@ -42,6 +45,13 @@ fn parse(args: &[String]) -> Result<GenConfig, String> {
             "--src" => c.src_ip = v.parse().map_err(|_| format!("bad address `{v}'"))?,
             "--dst" => c.dst_ip = v.parse().map_err(|_| format!("bad address `{v}'"))?,
             "--dport" => c.dport = num(v)? as u16,
+            "--mode" => {
+                xsk = match v.as_str() {
+                    "live" => false,
+                    "xsk" => true,
+                    _ => return Err(format!("--mode is live or xsk, not `{v}'")),
+                }
+            }
             o => return Err(format!("unknown option `{o}'")),
         }
         i += 2;
@@ -49,19 +59,25 @@ fn parse(args: &[String]) -> Result<GenConfig, String> {
     if c.ifname.is_empty() {
         return Err("--dev IF is required".into());
     }
-    Ok(c)
+    Ok((c, xsk))
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = match parse(&args) {
+    let (cfg, xsk) = match parse(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("pw-gen: {e}\nusage: pw-gen --dev IF [--flows N] [--size BYTES] [--pps RATE] [--duration SECS] [--src-mac MAC] [--dst-mac MAC] [--src IP] [--dst IP] [--dport PORT]");
+            eprintln!("pw-gen: {e}\nusage: pw-gen --dev IF [--flows N] [--size BYTES] [--pps RATE] [--duration SECS] [--src-mac MAC] [--dst-mac MAC] [--src IP] [--dst IP] [--dport PORT] [--mode live|xsk]");
             std::process::exit(2);
         }
     };
-    match run(&cfg, &AtomicBool::new(false)) {
+    let stop = AtomicBool::new(false);
+    let r = if xsk {
+        tools::gen::run_xsk(&cfg, &stop)
+    } else {
+        run(&cfg, &stop)
+    };
+    match r {
         Ok(r) => println!(
             "{{\"sent\": {}, \"seconds\": {:.3}, \"pps\": {:.0}}}",
             r.sent,

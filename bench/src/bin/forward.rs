@@ -1,0 +1,470 @@
+//! `forward`: the forwarding benchmark harness. In namespaces it creates (generator `g`,
+//! firewall `f`, sink `s`; veths g0↔f0 and f1↔s0, both ends inside them), it sends UDP frames
+//! from `tools`' generator into f0 and counts what arrives on s0, with the firewall namespace
+//! running, one after another in the same run:
+//!   * pollwall: the AF_XDP dataplane bridging f0 and f1 (one worker, busy polling, on core 1);
+//!   * iptables-legacy and iptables-nft: the Linux kernel routing f0 → f1 with the same rules;
+//! for each rule count (DESIGN.md §6: N non-matching `-s 10.x.y.z/32 -p tcp --dport P -j DROP`
+//! rules in FORWARD, so the kernel walks every rule for every packet).
+//!
+//! The generator is `BPF_PROG_TEST_RUN` live frames for pollwall (5-8 Mpps offered: f0 runs
+//! pollwall's XDP program) and an AF_XDP TX socket for the kernel runs (live frames redirected
+//! into a veth without an XDP program mostly vanish before IP; DESIGN §6 measured the kernel
+//! from an AF_XDP sender too). Both offer more than the firewall forwards; the table shows both.
+//!
+//! ```sh
+//! cargo run --release -p bench --bin forward -- [--rules 0,1000,10000] [--duration 3]
+//!     [--flows 16] [--size 60] [--systems pollwall,legacy,nft] [--pps RATE] [--out DIR]
+//! ```
+//! `--pps RATE` offers the same paced rate to every system from the AF_XDP sender (loss at a
+//! given load) instead of saturating.
+//! Prints a markdown table (forwarded Mpps and loss); with `--out DIR` also writes
+//! `forward.json` and `forward.svg` there. Needs root; says SKIPPED otherwise.
+
+use classifier::compile::{CompiledRuleset, TreeParams};
+use dataplane::runtime::{AttachMode, DataplaneConfig};
+use dataplane::worker::IdlePolicy;
+use std::fmt::Write as _;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use tools::gen::GenConfig;
+
+const F0_MAC: [u8; 6] = [0x02, 0x70, 0x77, 0xbe, 0, 0x10];
+const G0_MAC: [u8; 6] = [0x02, 0x70, 0x77, 0xbe, 0, 0x01];
+const S0_MAC: [u8; 6] = [0x02, 0x70, 0x77, 0xbe, 0, 0x02];
+
+fn mac_str(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn sh(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", args[0]))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The three namespaces, deleted on drop.
+struct Topo {
+    g: String,
+    f: String,
+    s: String,
+}
+
+impl Topo {
+    fn new(tag: &str) -> Result<Topo, String> {
+        let t = Topo {
+            g: format!("pwb{tag}g"),
+            f: format!("pwb{tag}f"),
+            s: format!("pwb{tag}s"),
+        };
+        for n in [&t.g, &t.f, &t.s] {
+            let _ = sh(&["ip", "netns", "del", n]);
+            sh(&["ip", "netns", "add", n])?;
+        }
+        let (f0, g0, s0) = (mac_str(F0_MAC), mac_str(G0_MAC), mac_str(S0_MAC));
+        sh(&[
+            "ip", "-n", &t.f, "link", "add", "f0", "address", &f0, "type", "veth", "peer", "name",
+            "g0", "address", &g0, "netns", &t.g,
+        ])?;
+        sh(&[
+            "ip", "-n", &t.f, "link", "add", "f1", "type", "veth", "peer", "name", "s0", "address",
+            &s0, "netns", &t.s,
+        ])?;
+        for (ns, dev) in [(&t.g, "g0"), (&t.f, "f0"), (&t.f, "f1"), (&t.s, "s0")] {
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+        }
+        for ns in [&t.g, &t.f, &t.s] {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+            ])?;
+        }
+        Ok(t)
+    }
+
+    fn sink_packets(&self) -> Result<u64, String> {
+        let s = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.s,
+            "cat",
+            "/sys/class/net/s0/statistics/rx_packets",
+        ])?;
+        s.trim().parse().map_err(|_| format!("bad counter `{s}'"))
+    }
+
+    /// The kernel as the firewall: forwarding f0 → f1 with a static next hop.
+    fn kernel_router(&self) -> Result<(), String> {
+        let f = &self.f;
+        sh(&["ip", "-n", f, "addr", "add", "10.10.0.1/24", "dev", "f0"])?;
+        sh(&["ip", "-n", f, "addr", "add", "10.11.0.1/24", "dev", "f1"])?;
+        sh(&[
+            "ip",
+            "-n",
+            &self.s,
+            "addr",
+            "add",
+            "10.11.0.2/24",
+            "dev",
+            "s0",
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            f,
+            "neigh",
+            "add",
+            "10.11.0.2",
+            "lladdr",
+            &mac_str(S0_MAC),
+            "dev",
+            "f1",
+            "nud",
+            "permanent",
+        ])?;
+        for kv in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.f0.rp_filter=0",
+        ] {
+            sh(&["ip", "netns", "exec", f, "sysctl", "-qw", kv])?;
+        }
+        // Redirected frames into a veth without XDP need GRO on the receiving end (DESIGN §7).
+        sh(&["ip", "netns", "exec", f, "ethtool", "-K", "f0", "gro", "on"])?;
+        Ok(())
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        for n in [&self.g, &self.f, &self.s] {
+            let _ = sh(&["ip", "netns", "del", n]);
+        }
+    }
+}
+
+/// Runs `f` on a thread inside namespace `ns`.
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        // SAFETY: `file` is an open netns file; setns changes only this thread's namespace.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+        }
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| "thread panicked".to_string())?
+}
+
+fn rules_text(n: usize) -> String {
+    let mut s =
+        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    for i in 0..n {
+        let _ = writeln!(
+            s,
+            "-A FORWARD -s 10.{}.{}.{}/32 -p tcp -m tcp --dport {} -j DROP",
+            100 + i / 65536 % 100,
+            i / 256 % 256,
+            i % 256,
+            1000 + i % 50000
+        );
+    }
+    s.push_str("COMMIT\n");
+    s
+}
+
+#[derive(Clone, Debug)]
+struct Row {
+    system: String,
+    rules: usize,
+    offered_pps: f64,
+    forwarded_pps: f64,
+    loss: f64,
+}
+
+struct Opts {
+    rules: Vec<usize>,
+    duration: f64,
+    flows: u32,
+    size: usize,
+    systems: Vec<String>,
+    out: Option<String>,
+    /// Offered rate for every system (AF_XDP sender, paced); 0: saturate.
+    pps: u64,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        rules: vec![0, 1000, 10000],
+        duration: 3.0,
+        flows: 16,
+        size: 60,
+        systems: vec!["pollwall".into(), "legacy".into(), "nft".into()],
+        out: None,
+        pps: 0,
+    };
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let mut i = 0;
+    while i < args.len() {
+        let v = args
+            .get(i + 1)
+            .ok_or_else(|| format!("{} needs a value", args[i]))?;
+        match args[i].as_str() {
+            "--rules" => {
+                o.rules = v
+                    .split(',')
+                    .map(|x| x.parse().map_err(|_| format!("bad rule count `{x}'")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--duration" => o.duration = v.parse().map_err(|_| format!("bad duration `{v}'"))?,
+            "--flows" => o.flows = v.parse().map_err(|_| format!("bad flows `{v}'"))?,
+            "--size" => o.size = v.parse().map_err(|_| format!("bad size `{v}'"))?,
+            "--systems" => o.systems = v.split(',').map(String::from).collect(),
+            "--out" => o.out = Some(v.clone()),
+            "--pps" => o.pps = v.parse().map_err(|_| format!("bad rate `{v}'"))?,
+            x => return Err(format!("unknown option `{x}'")),
+        }
+        i += 2;
+    }
+    Ok(o)
+}
+
+fn measure(topo: &Topo, o: &Opts, xsk: bool) -> Result<(f64, f64), String> {
+    let gen = GenConfig {
+        ifname: "g0".into(),
+        flows: o.flows,
+        size: o.size,
+        pps: o.pps,
+        duration: Duration::from_secs_f64(o.duration),
+        src_mac: G0_MAC,
+        dst_mac: F0_MAC,
+        ..GenConfig::default()
+    };
+    let before = topo.sink_packets()?;
+    let rep = in_ns(&topo.g, move || {
+        core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+        if xsk || gen.pps > 0 {
+            tools::gen::run_xsk(&gen, &AtomicBool::new(false))
+        } else {
+            tools::gen::run(&gen, &AtomicBool::new(false))
+        }
+    })?
+    .map_err(|e| format!("generator: {e}"))?;
+    std::thread::sleep(Duration::from_millis(200));
+    let got = topo.sink_packets()? - before;
+    let secs = rep.elapsed.as_secs_f64();
+    Ok((rep.pps(), got as f64 / secs))
+}
+
+fn run_pollwall(n: usize, o: &Opts) -> Result<Row, String> {
+    let topo = Topo::new(&format!("{}", std::process::id()))?;
+    let mut rs = classifier::Ruleset::new();
+    control::restore::restore(&rules_text(n), &Default::default(), &mut rs)
+        .map_err(|e| e.render("iptables-restore"))?;
+    let compiled = Arc::new(CompiledRuleset::compile(&rs, 0, &TreeParams::default()));
+    let cfg = DataplaneConfig {
+        bridges: vec![("f0".into(), "f1".into())],
+        cores: vec![Some(1)],
+        frames_per_worker: 2048,
+        idle: IdlePolicy::Busy,
+        attach: AttachMode::Auto,
+        ..DataplaneConfig::default()
+    };
+    let running = in_ns(&topo.f, move || dataplane::runtime::start(&cfg, compiled))??;
+    let r = measure(&topo, o, false);
+    let exits = running.stop();
+    let lost: u32 = exits.iter().map(|e| e.report.lost).sum();
+    if lost != 0 {
+        eprintln!("warning: pollwall lost {lost} frames from its accounting");
+    }
+    let (offered, fwd) = r?;
+    Ok(Row {
+        system: "pollwall".into(),
+        rules: n,
+        offered_pps: offered,
+        forwarded_pps: fwd,
+        loss: 1.0 - fwd / offered.max(1.0),
+    })
+}
+
+fn run_kernel(system: &str, n: usize, o: &Opts) -> Result<Row, String> {
+    let tool = match system {
+        "legacy" => "iptables-legacy-restore",
+        "nft" => "iptables-nft-restore",
+        _ => return Err(format!("unknown system `{system}'")),
+    };
+    let topo = Topo::new(&format!("{}", std::process::id()))?;
+    topo.kernel_router()?;
+    let rules = std::env::temp_dir().join(format!("pwbench-{}-{n}.rules", std::process::id()));
+    std::fs::write(&rules, rules_text(n)).map_err(|e| e.to_string())?;
+    let script = format!("{tool} -w < {}", rules.display());
+    let r = sh(&["ip", "netns", "exec", &topo.f, "sh", "-c", &script]);
+    let _ = std::fs::remove_file(&rules);
+    r?;
+    let (offered, fwd) = measure(&topo, o, true)?;
+    Ok(Row {
+        system: format!("iptables-{system}"),
+        rules: n,
+        offered_pps: offered,
+        forwarded_pps: fwd,
+        loss: 1.0 - fwd / offered.max(1.0),
+    })
+}
+
+fn svg(rows: &[Row], systems: &[String], rules: &[usize]) -> String {
+    // Grouped bars on a log scale (1 kpps .. 10 Mpps).
+    let (w, h, left, bottom) = (640.0, 360.0, 70.0, 50.0);
+    let y = |pps: f64| {
+        let v = (pps.max(1e3).log10() - 3.0) / 4.0;
+        h - bottom - v.clamp(0.0, 1.0) * (h - bottom - 30.0)
+    };
+    let colors = ["#1f77b4", "#d62728", "#ff7f0e", "#2ca02c"];
+    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">Forwarded packets/s on veth (one firewall core), by rule count</text>\n", w / 2.0);
+    for (k, label) in [
+        (3.0, "1 k"),
+        (4.0, "10 k"),
+        (5.0, "100 k"),
+        (6.0, "1 M"),
+        (7.0, "10 M"),
+    ] {
+        let yy = y(10f64.powf(k));
+        let _ = writeln!(s, "<line x1=\"{left}\" x2=\"{}\" y1=\"{yy}\" y2=\"{yy}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>", w - 10.0, left - 6.0, yy + 4.0);
+    }
+    let group = (w - left - 20.0) / rules.len() as f64;
+    let bar = group * 0.8 / systems.len().max(1) as f64;
+    for (gi, n) in rules.iter().enumerate() {
+        let gx = left + gi as f64 * group + group * 0.1;
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{n} rules</text>",
+            gx + group * 0.4,
+            h - bottom + 18.0
+        );
+        for (si, sys) in systems.iter().enumerate() {
+            if let Some(r) = rows
+                .iter()
+                .find(|r| r.rules == *n && r.system.ends_with(sys.as_str()))
+            {
+                let top = y(r.forwarded_pps);
+                let _ = writeln!(s, "<rect x=\"{:.1}\" y=\"{top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"/>", gx + si as f64 * bar, bar * 0.9, (h - bottom - top).max(0.0), colors[si % colors.len()]);
+            }
+        }
+    }
+    for (si, sys) in systems.iter().enumerate() {
+        let lx = left + si as f64 * 150.0;
+        let _ = writeln!(s, "<rect x=\"{lx}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>", h - 22.0, colors[si % colors.len()], lx + 16.0, h - 12.0, if sys == "pollwall" { "pollwall".to_string() } else { format!("iptables-{sys}") });
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn main() {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("forward: {e}");
+            std::process::exit(2);
+        }
+    };
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: the forwarding benchmark needs root (namespaces, XDP, iptables)");
+        return;
+    }
+    let mut rows = Vec::new();
+    for &n in &o.rules {
+        for sys in &o.systems {
+            let r = if sys == "pollwall" {
+                run_pollwall(n, &o)
+            } else {
+                run_kernel(sys, n, &o)
+            };
+            match r {
+                Ok(r) => {
+                    eprintln!(
+                        "{} {} rules: offered {:.2} Mpps, forwarded {:.3} Mpps",
+                        r.system,
+                        r.rules,
+                        r.offered_pps / 1e6,
+                        r.forwarded_pps / 1e6
+                    );
+                    rows.push(r);
+                }
+                Err(e) => eprintln!("{sys} {n} rules: FAILED: {e}"),
+            }
+        }
+    }
+    println!("| rules | system | forwarded Mpps | offered Mpps | loss |");
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.3} | {:.2} | {:.1}% |",
+            r.rules,
+            r.system,
+            r.forwarded_pps / 1e6,
+            r.offered_pps / 1e6,
+            r.loss * 100.0
+        );
+    }
+    for &n in &o.rules {
+        let pw = rows.iter().find(|r| r.rules == n && r.system == "pollwall");
+        for k in rows
+            .iter()
+            .filter(|r| r.rules == n && r.system != "pollwall")
+        {
+            if let Some(p) = pw {
+                println!(
+                    "{n} rules: pollwall / {} = {:.1}×",
+                    k.system,
+                    p.forwarded_pps / k.forwarded_pps.max(1.0)
+                );
+            }
+        }
+    }
+    if let Some(dir) = &o.out {
+        let _ = std::fs::create_dir_all(dir);
+        let mut j = String::from("[\n");
+        for (i, r) in rows.iter().enumerate() {
+            let _ = write!(j, "  {{\"system\": \"{}\", \"rules\": {}, \"forwarded_pps\": {:.0}, \"offered_pps\": {:.0}, \"loss\": {:.4}}}{}\n", r.system, r.rules, r.forwarded_pps, r.offered_pps, r.loss, if i + 1 < rows.len() { "," } else { "" });
+        }
+        j.push_str("]\n");
+        let stem = if o.pps > 0 {
+            format!("forward-{}pps", o.pps)
+        } else {
+            "forward".into()
+        };
+        let _ = std::fs::write(format!("{dir}/{stem}.json"), j);
+        let _ = std::fs::write(
+            format!("{dir}/{stem}.svg"),
+            svg(&rows, &o.systems, &o.rules),
+        );
+        eprintln!("wrote {dir}/{stem}.json and {dir}/{stem}.svg");
+    }
+}
