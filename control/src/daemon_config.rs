@@ -15,6 +15,7 @@
 //! log_file = "-"                     # where LOG lines go ("-" = stderr)
 //! queue_len = 1024                   # QUEUE/NFQUEUE ring per worker
 //! tap = "pwtap0"                     # optional: the exception path's TAP interface
+//! steering = "flow"                  # "flow": both directions of a flow to one worker | "off"
 //!
 //! [[bridge]]
 //! ports = ["eth0", "eth1"]
@@ -53,6 +54,8 @@ struct Raw {
     queue_len: Option<usize>,
     #[serde(default)]
     tap: Option<String>,
+    #[serde(default)]
+    steering: Option<String>,
     #[serde(default)]
     bridge: Vec<RawBridge>,
 }
@@ -123,6 +126,11 @@ pub fn parse(text: &str) -> Result<DaemonConfig, String> {
         dp.queue_ring = q.max(1);
     }
     dp.tap = raw.tap;
+    dp.steering = match raw.steering.as_deref() {
+        None | Some("flow") => true,
+        Some("off") => false,
+        Some(x) => return Err(format!("steering: `{x}' is not \"flow\" or \"off\"")),
+    };
     for b in raw.bridge {
         match b.ports.as_slice() {
             [a, c] => dp.bridges.push((a.clone(), c.clone())),

@@ -72,6 +72,59 @@ impl Sinks {
     }
 }
 
+/// A frame on its way to the worker that owns its flow.
+#[derive(Clone)]
+pub struct Handoff {
+    pub port: u8,
+    pub len: u16,
+    pub data: [u8; 2048],
+}
+
+/// Flow steering: every flow (both directions) belongs to one worker, chosen by a symmetric,
+/// randomly keyed hash of its addresses, protocol and ports. Frames a worker receives for
+/// another worker's flow are copied to that worker over an SPSC ring (NIC RSS is not symmetric,
+/// and on veth queues follow the sender's CPU). Connection tracking will rely on it: a flow's
+/// state lives in its owner's table, touched by one core only.
+pub struct Steering {
+    pub worker: usize,
+    pub workers: usize,
+    /// Shared by all workers (the same flow must hash the same everywhere).
+    pub key: u64,
+    /// `out[w]`: the ring to worker `w` (None for this worker).
+    pub out: Vec<Option<rtrb::Producer<Handoff>>>,
+}
+
+impl Steering {
+    /// A single worker: nothing to steer.
+    pub fn single() -> Steering {
+        Steering {
+            worker: 0,
+            workers: 1,
+            key: 0,
+            out: Vec::new(),
+        }
+    }
+}
+
+/// The worker (of `workers`) owning the flow of `h`; the same for both directions.
+pub fn flow_owner(h: &Headers, key: u64, workers: usize) -> usize {
+    let (a, b) = (h.src.min(h.dst), h.src.max(h.dst));
+    let fragment = h.frag_off != 0 || h.more_frags;
+    let ports = match h.ports() {
+        Some((s, d)) if !fragment => {
+            let (x, y) = (s.min(d), s.max(d));
+            u64::from(x) << 16 | u64::from(y)
+        }
+        _ => 0,
+    };
+    let mut x = (u64::from(a) << 32 | u64::from(b)) ^ key;
+    x = (x ^ (x >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^= ports << 8 | u64::from(h.proto);
+    x = (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 32;
+    (x % workers.max(1) as u64) as usize
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Group {
     Forward = 0,
@@ -179,6 +232,7 @@ pub struct Pipeline {
     tap: Option<Arc<Tap>>,
     fdb: Box<Fdb>,
     ip_id: u16,
+    steering: Steering,
 }
 
 const ETH_P_ARP: u16 = 0x0806;
@@ -216,7 +270,14 @@ impl Pipeline {
             tap,
             fdb: Box::new(Fdb::new()),
             ip_id: 1,
+            steering: Steering::single(),
         }
+    }
+
+    /// Turns flow steering on (several workers).
+    pub fn with_steering(mut self, s: Steering) -> Pipeline {
+        self.steering = s;
+        self
     }
 
     /// Per-rule counters and limit buckets of this worker (summed by the control side).
@@ -239,6 +300,29 @@ impl Pipeline {
         port: usize,
         descs: &[XdpDesc],
         now_ns: u64,
+    ) {
+        self.rx(io, port, descs, now_ns, true)
+    }
+
+    /// Handles frames another worker steered here (they are not steered again).
+    pub fn handoff_burst<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        port: usize,
+        descs: &[XdpDesc],
+        now_ns: u64,
+    ) {
+        self.stats.add(Counter::HandoffIn, descs.len() as u64);
+        self.rx(io, port, descs, now_ns, false)
+    }
+
+    fn rx<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        port: usize,
+        descs: &[XdpDesc],
+        now_ns: u64,
+        steer: bool,
     ) {
         let topo = Arc::clone(&self.topo);
         let Some(p) = topo.ports.get(port) else {
@@ -290,6 +374,34 @@ impl Pipeline {
                     continue;
                 }
             };
+            // [Fragment reassembly and connection tracking go here, in the flow's owner.]
+            if steer && self.steering.workers > 1 && !for_box {
+                let owner = flow_owner(&h, self.steering.key, self.steering.workers);
+                if owner != self.steering.worker {
+                    let sent = match self.steering.out.get_mut(owner) {
+                        Some(Some(ring)) if !ring.is_full() && f.len() <= 2048 => {
+                            let mut m = Handoff {
+                                port: port as u8,
+                                len: f.len() as u16,
+                                data: [0; 2048],
+                            };
+                            m.data[..f.len()].copy_from_slice(f);
+                            ring.push(m).is_ok()
+                        }
+                        _ => false,
+                    };
+                    self.stats.add(
+                        if sent {
+                            Counter::HandoffOut
+                        } else {
+                            Counter::HandoffDropped
+                        },
+                        1,
+                    );
+                    io.free(d.addr);
+                    continue;
+                }
+            }
             let (g, out_iface) = if for_box {
                 (Group::Input, IfName::NONE)
             } else {
@@ -310,8 +422,10 @@ impl Pipeline {
             gb.port[k] = port as u8;
             gb.n += 1;
         }
-        self.stats.add(Counter::RxPackets, descs.len() as u64);
-        self.stats.add(Counter::RxBytes, bytes);
+        if steer {
+            self.stats.add(Counter::RxPackets, descs.len() as u64);
+            self.stats.add(Counter::RxBytes, bytes);
+        }
         if self.groups[Group::Input as usize].n > 0 && self.tap.is_none() {
             let gb = &mut self.groups[Group::Input as usize];
             for d in &gb.d[..gb.n] {

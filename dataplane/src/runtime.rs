@@ -8,7 +8,7 @@
 use crate::afxdp::{UmemLayout, XdpIo};
 use crate::bpf::{self, Link, Program, XskMap};
 use crate::log::LogRecord;
-use crate::pipeline::{Pipeline, Port, QueuedFrame, Sinks, Topology};
+use crate::pipeline::{Handoff, Pipeline, Port, QueuedFrame, Sinks, Steering, Topology};
 use crate::stats::StatsShard;
 use crate::tap::Tap;
 use crate::worker::{IdlePolicy, Worker, WorkerExit};
@@ -49,6 +49,8 @@ pub struct DataplaneConfig {
     pub tap: Option<String>,
     pub log_ring: usize,
     pub queue_ring: usize,
+    /// Steer every flow to one worker (symmetric hash, SPSC handoff) when there are several.
+    pub steering: bool,
 }
 
 impl Default for DataplaneConfig {
@@ -66,6 +68,7 @@ impl Default for DataplaneConfig {
             tap: None,
             log_ring: 4096,
             queue_ring: 1024,
+            steering: true,
         }
     }
 }
@@ -318,6 +321,32 @@ pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Runni
         ));
     }
 
+    // Handoff rings: `to[w][v]` carries frames from worker v to worker w.
+    let steer = cfg.steering && nworkers > 1;
+    let key = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(nworkers as u64);
+        h.finish()
+    };
+    let mut producers: Vec<Vec<Option<rtrb::Producer<Handoff>>>> = (0..nworkers)
+        .map(|_| (0..nworkers).map(|_| None).collect())
+        .collect();
+    let mut consumers: Vec<Vec<rtrb::Consumer<Handoff>>> =
+        (0..nworkers).map(|_| Vec::new()).collect();
+    if steer {
+        for (w, ins) in consumers.iter_mut().enumerate() {
+            for (v, outs) in producers.iter_mut().enumerate() {
+                if v != w {
+                    let (p, c) = rtrb::RingBuffer::new(256);
+                    outs[w] = Some(p);
+                    ins.push(c);
+                }
+            }
+        }
+    }
+    let mut producers = producers.into_iter();
+    let mut consumers = consumers.into_iter();
     let stop = Arc::new(AtomicBool::new(false));
     let port_ids: Vec<(u32, String)> = ports.iter().map(|p| (p.ifindex, p.name.clone())).collect();
     let mut workers = Vec::new();
@@ -346,6 +375,11 @@ pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Runni
                     format!("worker {w}: {e}")
                 }
             })?;
+        if w == 0 && steer {
+            notes.push(format!(
+                "flow steering on: every flow's two directions go to one of {nworkers} workers"
+            ));
+        }
         notes.push(format!(
             "worker {w}: queues {queues:?} on {} port(s), {} mode, UMEM {} frames × {} B, rx/fill {} tx/comp {}",
             ports.len(),
@@ -362,13 +396,22 @@ pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Runni
             queue: Some(q_tx),
             ..Sinks::none()
         };
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             Arc::clone(&rules),
             Arc::clone(&topo),
             Arc::clone(&shard),
             sinks,
             if w == 0 { tap.clone() } else { None },
         );
+        let out = producers.next().unwrap_or_default();
+        if steer {
+            pipeline = pipeline.with_steering(Steering {
+                worker: w,
+                workers: nworkers,
+                key,
+                out,
+            });
+        }
         logs.push(log_rx);
         queue_rx.push(q_rx);
         stats.push(shard);
@@ -381,6 +424,7 @@ pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Runni
             queues,
             tap: if w == 0 { tap.clone() } else { None },
             idle: cfg.idle,
+            handoff_in: consumers.next().unwrap_or_default(),
         });
     }
     // Queue → socket slots, then attach.

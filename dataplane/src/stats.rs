@@ -55,7 +55,9 @@ counters! {
     TxRingFull = "tx_ring_full": "frames dropped because a TX ring stayed full",
     TxNoFrame = "tx_no_frame": "frames not sent for want of a free frame (copies, floods)",
     TapErrors = "tap_errors": "frames the TAP refused",
-    StolenHandoff = "handoff_dropped": "frames for another worker lost because its ring was full",
+    HandoffOut = "handoff_out": "frames steered to the worker that owns their flow",
+    HandoffIn = "handoff_in": "frames other workers steered to this one",
+    HandoffDropped = "handoff_dropped": "frames for another worker lost because its ring was full",
 }
 
 impl Counter {

@@ -9,7 +9,7 @@
 
 use crate::afxdp::{ShutdownReport, XdpIo};
 use crate::bpf::XskMap;
-use crate::pipeline::{Pipeline, BATCH};
+use crate::pipeline::{Handoff, Pipeline, BATCH};
 use crate::tap::Tap;
 use crate::xsk::XdpDesc;
 use std::os::fd::AsRawFd;
@@ -51,6 +51,8 @@ pub struct Worker {
     pub queues: Vec<u32>,
     pub tap: Option<Arc<Tap>>,
     pub idle: IdlePolicy,
+    /// Frames other workers steered to this one.
+    pub handoff_in: Vec<rtrb::Consumer<Handoff>>,
 }
 
 /// What a worker hands back when it stops.
@@ -105,6 +107,7 @@ impl Worker {
             self.pipeline
                 .rx_burst(&mut self.io, s % self.nports, &descs[..n], now);
         }
+        got += self.handoffs(descs, now);
         if let Some(tap) = self.tap.clone() {
             let mut n = 0;
             while n < BATCH {
@@ -126,6 +129,47 @@ impl Worker {
         self.io.reap();
         self.io.refill();
         got
+    }
+
+    /// Takes in what other workers steered here, one port at a time.
+    fn handoffs(&mut self, descs: &mut [XdpDesc; BATCH], now: u64) -> usize {
+        let mut total = 0;
+        for r in 0..self.handoff_in.len() {
+            let mut ports = [0u8; BATCH];
+            let mut n = 0;
+            while n < BATCH {
+                let Ok(h) = self.handoff_in[r].pop() else {
+                    break;
+                };
+                let len = usize::from(h.len);
+                if let Some(d) = self.io.alloc_read(|buf| {
+                    let k = len.min(buf.len());
+                    buf[..k].copy_from_slice(&h.data[..k]);
+                    Some(k)
+                }) {
+                    descs[n] = d;
+                    ports[n] = h.port;
+                    n += 1;
+                }
+            }
+            total += n;
+            for p in 0..self.nports {
+                let mut mine = [XdpDesc::default(); BATCH];
+                let mut k = 0;
+                for i in 0..n {
+                    if usize::from(ports[i]) == p {
+                        mine[k] = descs[i];
+                        k += 1;
+                    }
+                }
+                if k > 0 {
+                    self.io.cur_q = 0;
+                    self.pipeline
+                        .handoff_burst(&mut self.io, p, &mine[..k], now);
+                }
+            }
+        }
+        total
     }
 
     fn sleep(&mut self, timeout_ms: i32) {

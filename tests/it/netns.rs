@@ -352,7 +352,7 @@ impl RawCapture {
             if n <= 0 {
                 break;
             }
-            let outgoing = sll.sll_pkttype == libc::PACKET_OUTGOING as u8;
+            let outgoing = sll.sll_pkttype == libc::PACKET_OUTGOING;
             out.push((outgoing, buf[..n as usize].to_vec()));
         }
         out

@@ -226,3 +226,108 @@ fn hotdrop_counts_separately() {
     assert_eq!(r.stats.get(Counter::DropHotdrop), 1);
     assert_eq!(r.io.free_frames(), FRAMES as usize);
 }
+
+#[test]
+fn flow_owner_is_symmetric_and_spreads_flows() {
+    use dataplane::pipeline::flow_owner;
+    let mut counts = [0usize; 4];
+    for i in 0..4000u32 {
+        let a = frame::tcp(
+            CLIENT + i,
+            SERVER,
+            1000 + i as u16,
+            80,
+            0x02,
+            &[],
+            None,
+            &[],
+        );
+        let f = frame::ethernet(
+            SERVER_MAC,
+            CLIENT_MAC,
+            &frame::Ipv4 {
+                src: CLIENT + i,
+                ..ip(6)
+            },
+            &a,
+        );
+        let fwd = classifier::wire::headers::parse_ethernet(&f).unwrap();
+        let b = frame::tcp(
+            SERVER,
+            CLIENT + i,
+            80,
+            1000 + i as u16,
+            0x12,
+            &[],
+            None,
+            &[],
+        );
+        let g = frame::ethernet(
+            CLIENT_MAC,
+            SERVER_MAC,
+            &frame::Ipv4 {
+                src: SERVER,
+                dst: CLIENT + i,
+                ..ip(6)
+            },
+            &b,
+        );
+        let rev = classifier::wire::headers::parse_ethernet(&g).unwrap();
+        for key in [0, 0x1234_5678_9abc_def0] {
+            assert_eq!(
+                flow_owner(&fwd, key, 4),
+                flow_owner(&rev, key, 4),
+                "flow {i}"
+            );
+        }
+        counts[flow_owner(&fwd, 42, 4)] += 1;
+    }
+    assert!(
+        counts.iter().all(|&c| c > 800),
+        "balanced enough: {counts:?}"
+    );
+}
+
+#[test]
+fn a_flow_received_by_another_worker_is_handed_to_its_owner() {
+    use dataplane::pipeline::{flow_owner, Handoff, Steering};
+    // Two workers; worker 1 receives a SYN whose flow belongs to worker 0.
+    let mut w0 = rig("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n");
+    let mut w1 = rig("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n");
+    let key = 7;
+    let (tx, mut rx) = rtrb::RingBuffer::<Handoff>::new(8);
+    let (tx0, _rx0) = rtrb::RingBuffer::<Handoff>::new(8);
+    let syn = (1000u16..)
+        .map(tcp_syn)
+        .find(|f| {
+            flow_owner(
+                &classifier::wire::headers::parse_ethernet(f).unwrap(),
+                key,
+                2,
+            ) == 0
+        })
+        .unwrap();
+    w1.p = std::mem::replace(&mut w1.p, rig("*filter\nCOMMIT\n").p).with_steering(Steering {
+        worker: 1,
+        workers: 2,
+        key,
+        out: vec![Some(tx), None],
+    });
+    w0.p = std::mem::replace(&mut w0.p, rig("*filter\nCOMMIT\n").p).with_steering(Steering {
+        worker: 0,
+        workers: 2,
+        key,
+        out: vec![None, Some(tx0)],
+    });
+    w1.rx(0, std::slice::from_ref(&syn));
+    assert!(
+        w1.io.take_sent(1).is_empty(),
+        "not forwarded by the wrong worker"
+    );
+    assert_eq!(w1.io.free_frames(), FRAMES as usize);
+    let h = rx.pop().expect("handed off");
+    assert_eq!((h.port, &h.data[..usize::from(h.len)]), (0, &syn[..]));
+    let d = w0.io.inject(&h.data[..usize::from(h.len)]).unwrap();
+    w0.p.handoff_burst(&mut w0.io, 0, &[d], 1);
+    assert_eq!(w0.io.take_sent(1), vec![syn], "the owner forwards it");
+}

@@ -4,6 +4,7 @@
 //! running, one after another in the same run:
 //!   * pollwall: the AF_XDP dataplane bridging f0 and f1 (one worker, busy polling, on core 1);
 //!   * iptables-legacy and iptables-nft: the Linux kernel routing f0 → f1 with the same rules;
+//!
 //! for each rule count (DESIGN.md §6: N non-matching `-s 10.x.y.z/32 -p tcp --dport P -j DROP`
 //! rules in FORWARD, so the kernel walks every rule for every packet).
 //!
@@ -452,7 +453,7 @@ fn main() {
         let _ = std::fs::create_dir_all(dir);
         let mut j = String::from("[\n");
         for (i, r) in rows.iter().enumerate() {
-            let _ = write!(j, "  {{\"system\": \"{}\", \"rules\": {}, \"forwarded_pps\": {:.0}, \"offered_pps\": {:.0}, \"loss\": {:.4}}}{}\n", r.system, r.rules, r.forwarded_pps, r.offered_pps, r.loss, if i + 1 < rows.len() { "," } else { "" });
+            let _ = writeln!(j, "  {{\"system\": \"{}\", \"rules\": {}, \"forwarded_pps\": {:.0}, \"offered_pps\": {:.0}, \"loss\": {:.4}}}{}", r.system, r.rules, r.forwarded_pps, r.offered_pps, r.loss, if i + 1 < rows.len() { "," } else { "" });
         }
         j.push_str("]\n");
         let stem = if o.pps > 0 {

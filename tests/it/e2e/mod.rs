@@ -240,6 +240,19 @@ fn e2e_multi_queue_two_workers() {
     let out = r.stop();
     assert!(results.iter().all(|x| x.is_ok()), "{results:?}");
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // veth queues follow the sender's CPU, not a symmetric hash: steering moves the frames that
+    // arrive at the wrong worker to the flow's owner, and none is lost on the way.
+    assert!(
+        notes.iter().any(|n| n.contains("flow steering on")),
+        "{notes:?}"
+    );
+    let (hout, hin) = (out.counter("handoff_out"), out.counter("handoff_in"));
+    assert!(
+        hout > 0 && hout == hin,
+        "handoff out {hout}, in {hin}\n{}",
+        out.stderr
+    );
+    assert_eq!(out.counter("handoff_dropped"), 0);
     for w in 0..2 {
         let line = out
             .stderr
@@ -320,7 +333,7 @@ fn e2e_clean_shutdown_under_load_then_restart() {
             while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(5) {
                 let _ = u.send_to(&[0u8; 64], (SERVER_IP, 9));
                 n += 1;
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     std::thread::sleep(Duration::from_micros(500));
                 }
             }
