@@ -1,7 +1,7 @@
 //! pollwall's poll-mode dataplane (DESIGN.md §1, §7): AF_XDP sockets on our own ring layer
 //! ([`xsk`]), the XDP redirect program loaded with raw `bpf()` ([`bpf`]), per-core workers
 //! ([`worker`], started by [`runtime`]) running the batch [`pipeline`] over a packet I/O backend
-//! ([`io::FrameIo`]: AF_XDP in [`afxdp`], in-memory in [`mem`]), the exception path's [`tap`],
+//! ([`io::FrameIo`]: AF_XDP in [`afxdp`], in-memory in [`mem`], pcap replay in [`pcap_io`]), the exception path's [`tap`],
 //! REJECT replies ([`reject`]), LOG records ([`log`]), per-worker counters ([`stats`]) and pcap
 //! files ([`pcap`]). It re-exports the classifier, keeping the layering control → dataplane →
 //! classifier.
@@ -13,6 +13,7 @@ pub mod io;
 pub mod log;
 pub mod mem;
 pub mod pcap;
+pub mod pcap_io;
 pub mod pipeline;
 pub mod reject;
 pub mod runtime;
