@@ -15,13 +15,14 @@
 //! log_file = "-"                     # where LOG lines go ("-" = stderr)
 //! queue_len = 1024                   # QUEUE/NFQUEUE ring per worker
 //! tap = "pwtap0"                     # optional: the exception path's TAP interface
+//! backend = "auto"                  # "auto" (AF_XDP, else AF_PACKET with a warning) | "af_xdp" | "af_packet"
 //! steering = "flow"                  # "flow": both directions of a flow to one worker | "off"
 //!
 //! [[bridge]]
 //! ports = ["eth0", "eth1"]
 //! ```
 
-use dataplane::runtime::{AttachMode, DataplaneConfig};
+use dataplane::runtime::{AttachMode, Backend, DataplaneConfig};
 use dataplane::worker::IdlePolicy;
 use dataplane::xsk::ZeroCopy;
 use serde::Deserialize;
@@ -56,6 +57,8 @@ struct Raw {
     tap: Option<String>,
     #[serde(default)]
     steering: Option<String>,
+    #[serde(default)]
+    backend: Option<String>,
     #[serde(default)]
     bridge: Vec<RawBridge>,
 }
@@ -126,6 +129,16 @@ pub fn parse(text: &str) -> Result<DaemonConfig, String> {
         dp.queue_ring = q.max(1);
     }
     dp.tap = raw.tap;
+    dp.backend = match raw.backend.as_deref() {
+        None | Some("auto") => Backend::Auto,
+        Some("af_xdp") => Backend::AfXdp,
+        Some("af_packet") => Backend::AfPacket,
+        Some(x) => {
+            return Err(format!(
+                "backend: `{x}' is not \"auto\", \"af_xdp\" or \"af_packet\""
+            ))
+        }
+    };
     dp.steering = match raw.steering.as_deref() {
         None | Some("flow") => true,
         Some("off") => false,

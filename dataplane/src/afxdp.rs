@@ -7,7 +7,7 @@
 //! completion (`kernel_tx`). Ring sizes are chosen so the kernel can always hold a full fill ring
 //! per socket plus a full TX ring per socket and the worker still has a batch in hand.
 
-use crate::io::{FrameIo, NoFreeFrame};
+use crate::io::{FrameIo, NoFreeFrame, PortIo};
 use crate::stats::{Counter, StatsShard};
 use crate::xsk::{RingSizes, Umem, XdpDesc, XskSocket, ZeroCopy};
 use std::io;
@@ -277,5 +277,54 @@ impl FrameIo for XdpIo {
                 self.free.push(self.umem.chunk_of(d.addr));
             }
         }
+    }
+}
+
+impl PortIo for XdpIo {
+    fn sources(&self) -> usize {
+        self.socks.len()
+    }
+    fn port_of(&self, s: usize) -> usize {
+        s % self.nports
+    }
+    #[inline]
+    fn rx(&mut self, s: usize, out: &mut [XdpDesc]) -> usize {
+        self.cur_q = s / self.nports;
+        XdpIo::rx(self, s, out)
+    }
+    fn default_tx_queue(&mut self) {
+        self.cur_q = 0;
+    }
+    fn alloc_read(&mut self, read: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<XdpDesc> {
+        XdpIo::alloc_read(self, read)
+    }
+    fn flush_tx(&mut self) {
+        XdpIo::flush_tx(self)
+    }
+    fn reap(&mut self) {
+        XdpIo::reap(self)
+    }
+    fn refill(&mut self) {
+        XdpIo::refill(self)
+    }
+    fn in_tx(&self) -> u32 {
+        XdpIo::in_tx(self)
+    }
+    fn drop_staged(&mut self) {
+        XdpIo::drop_staged(self)
+    }
+    fn report(&mut self) -> ShutdownReport {
+        XdpIo::report(self)
+    }
+    fn kernel_stats(&self) -> crate::xsk::sys::XdpStatistics {
+        XdpIo::kernel_stats(self)
+    }
+    fn poll_fds(&self, out: &mut [i32]) -> usize {
+        let mut n = 0;
+        for (o, fd) in out.iter_mut().zip(self.fds()) {
+            *o = fd.as_raw_fd();
+            n += 1;
+        }
+        n
     }
 }

@@ -33,3 +33,34 @@ pub trait FrameIo {
 /// No chunk was free (or the source frame was out of range).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NoFreeFrame;
+
+/// The receive sources and housekeeping of a worker's backend (AF_XDP sockets, AF_PACKET
+/// sockets), for the worker loop; generic, so each backend gets its own monomorphised loop.
+pub trait PortIo: FrameIo {
+    /// Receive sources (sockets) of this worker.
+    fn sources(&self) -> usize;
+    /// The port source `s` receives from.
+    fn port_of(&self, s: usize) -> usize;
+    /// Up to `out.len()` frames received on source `s`; makes `s`'s queue the TX queue.
+    fn rx(&mut self, s: usize, out: &mut [XdpDesc]) -> usize;
+    /// Makes queue slot 0 the TX queue (frames not tied to a receive queue).
+    fn default_tx_queue(&mut self);
+    /// A free frame filled by `read` (the TAP).
+    fn alloc_read(&mut self, read: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<XdpDesc>;
+    /// Sends staged frames.
+    fn flush_tx(&mut self);
+    /// Recycles completed transmissions.
+    fn reap(&mut self);
+    /// Gives the kernel frames to receive into.
+    fn refill(&mut self);
+    /// Frames staged or in flight on TX.
+    fn in_tx(&self) -> u32;
+    /// Gives up on staged frames (shutdown).
+    fn drop_staged(&mut self);
+    /// Frame accounting now.
+    fn report(&mut self) -> crate::afxdp::ShutdownReport;
+    /// The kernel's drop counters for this worker's sockets.
+    fn kernel_stats(&self) -> crate::xsk::sys::XdpStatistics;
+    /// Descriptors to sleep on (POLLIN) when idle.
+    fn poll_fds(&self, out: &mut [i32]) -> usize;
+}

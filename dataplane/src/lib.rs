@@ -7,6 +7,7 @@
 //! classifier.
 
 pub use classifier;
+pub mod afpacket;
 pub mod afxdp;
 pub mod bpf;
 pub mod io;

@@ -5,8 +5,10 @@
 //! Start-up order per port (nothing reaches a half-built socket): XSKMAP → program (map fd
 //! baked in) → UMEMs, sockets, binds, fill rings → XSKMAP slots → link (attach) last.
 
+use crate::afpacket::PacketIo;
 use crate::afxdp::{UmemLayout, XdpIo};
 use crate::bpf::{self, Link, Program, XskMap};
+use crate::io::PortIo;
 use crate::log::LogRecord;
 use crate::pipeline::{Handoff, Pipeline, Port, QueuedFrame, Sinks, Steering, Topology};
 use crate::stats::StatsShard;
@@ -51,6 +53,16 @@ pub struct DataplaneConfig {
     pub queue_ring: usize,
     /// Steer every flow to one worker (symmetric hash, SPSC handoff) when there are several.
     pub steering: bool,
+    pub backend: Backend,
+}
+
+/// Which packet I/O the ports use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// AF_XDP, or AF_PACKET (with a warning) when AF_XDP or XDP is not available.
+    Auto,
+    AfXdp,
+    AfPacket,
 }
 
 impl Default for DataplaneConfig {
@@ -69,6 +81,7 @@ impl Default for DataplaneConfig {
             log_ring: 4096,
             queue_ring: 1024,
             steering: true,
+            backend: Backend::Auto,
         }
     }
 }
@@ -249,7 +262,6 @@ pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Runni
     if cfg.bridges.is_empty() {
         return Err("no ports configured (bridge = [\"A\", \"B\"])".into());
     }
-    let nworkers = cfg.cores.len().max(1);
     let mut notes = Vec::new();
     // Ports, in the order they appear; each bridge pairs two of them.
     let mut names: Vec<String> = Vec::new();
@@ -279,6 +291,130 @@ pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Runni
     };
     let topo = Arc::new(topo);
 
+    match cfg.backend {
+        Backend::AfPacket => start_packet(cfg, rules, &names, topo, tap, notes),
+        Backend::AfXdp => start_xdp(cfg, rules, &names, topo, tap, notes),
+        Backend::Auto => match start_xdp(
+            cfg,
+            Arc::clone(&rules),
+            &names,
+            Arc::clone(&topo),
+            tap.clone(),
+            notes.clone(),
+        ) {
+            Err(e) if e.starts_with(XDP_UNAVAILABLE) => {
+                notes.push(format!("warning: {e}; falling back to AF_PACKET (slower: the kernel copies every frame and its stack still sees them)"));
+                start_packet(cfg, rules, &names, topo, tap, notes)
+            }
+            r => r,
+        },
+    }
+}
+
+/// Prefix of the errors after which `backend = "auto"` falls back to AF_PACKET.
+const XDP_UNAVAILABLE: &str = "AF_XDP unavailable: ";
+
+fn spawn<I: PortIo + Send + 'static>(
+    wk: Worker<I>,
+    core: Option<usize>,
+    stop: &Arc<AtomicBool>,
+) -> Result<JoinHandle<WorkerExit>, String> {
+    let stop = Arc::clone(stop);
+    std::thread::Builder::new()
+        .name(format!("pw-worker-{}", wk.index))
+        .spawn(move || {
+            if let Some(c) = core {
+                core_affinity::set_for_current(core_affinity::CoreId { id: c });
+            }
+            wk.run(&stop)
+        })
+        .map_err(|e| format!("cannot start a worker thread: {e}"))
+}
+
+/// The AF_PACKET fallback: one worker, a packet socket per port.
+fn start_packet(
+    cfg: &DataplaneConfig,
+    rules: Arc<CompiledRuleset>,
+    names: &[String],
+    topo: Arc<Topology>,
+    tap: Option<Arc<Tap>>,
+    mut notes: Vec<String>,
+) -> Result<Running, String> {
+    if cfg.cores.len() > 1 {
+        notes.push(format!(
+            "warning: AF_PACKET runs one worker; {} cores configured, using the first",
+            cfg.cores.len()
+        ));
+    }
+    let idx = names
+        .iter()
+        .map(|n| ifindex(n).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let io = PacketIo::open(&idx, cfg.frames_per_worker).map_err(|e| format!("AF_PACKET: {e}"))?;
+    let shard = Arc::new(StatsShard::default());
+    let (log_tx, log_rx) = rtrb::RingBuffer::new(cfg.log_ring.max(1));
+    let (q_tx, q_rx) = rtrb::RingBuffer::new(cfg.queue_ring.max(1));
+    let sinks = Sinks {
+        log: Some(log_tx),
+        queue: Some(q_tx),
+        ..Sinks::none()
+    };
+    let pipeline = Pipeline::new(rules, topo, Arc::clone(&shard), sinks, tap.clone());
+    notes.push(format!(
+        "worker 0: AF_PACKET on {} port(s), {} frames of 2048 B",
+        names.len(),
+        cfg.frames_per_worker
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let wk = Worker {
+        index: 0,
+        io,
+        pipeline,
+        nports: names.len(),
+        maps: Vec::new(),
+        queues: Vec::new(),
+        tap,
+        idle: cfg.idle,
+        handoff_in: Vec::new(),
+    };
+    let h = spawn(wk, cfg.cores.first().copied().flatten(), &stop)?;
+    Ok(Running {
+        stop,
+        workers: vec![h],
+        ports: Vec::new(),
+        logs: vec![log_rx],
+        queues: vec![q_rx],
+        stats: vec![shard],
+        notes,
+    })
+}
+
+/// The AF_XDP dataplane.
+fn start_xdp(
+    cfg: &DataplaneConfig,
+    rules: Arc<CompiledRuleset>,
+    names: &[String],
+    topo: Arc<Topology>,
+    tap: Option<Arc<Tap>>,
+    mut notes: Vec<String>,
+) -> Result<Running, String> {
+    let nworkers = cfg.cores.len().max(1);
+    // SAFETY: plain socket(2), closed at once: does this kernel have AF_XDP at all?
+    let probe = unsafe {
+        libc::socket(
+            crate::xsk::sys::AF_XDP,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if probe < 0 {
+        return Err(format!(
+            "{XDP_UNAVAILABLE}socket(AF_XDP): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `probe` is our own descriptor.
+    unsafe { libc::close(probe) };
     // UMEM budget against RLIMIT_MEMLOCK (charged per user, shared by all its processes).
     let total = nworkers as u64 * u64::from(cfg.frames_per_worker) * u64::from(cfg.frame_size);
     if let Some(limit) = memlock_limit() {
@@ -291,7 +427,7 @@ pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Runni
     }
 
     let mut ports = Vec::new();
-    for n in &names {
+    for n in names {
         let ifindex = ifindex(n).map_err(|e| e.to_string())?;
         let queues = rx_queues(n);
         let map = Arc::new(
@@ -442,7 +578,7 @@ pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Runni
             AttachMode::Driver => Link::attach(&p.prog, p.ifindex, &p.name, false),
             AttachMode::Generic => Link::attach_generic(&p.prog, p.ifindex, &p.name),
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{XDP_UNAVAILABLE}{e}"))?;
         if link.mode == bpf::XdpMode::Generic && cfg.attach == AttachMode::Auto {
             notes.push(format!(
                 "warning: {} has no native XDP: attached in generic (SKB) mode, slower",
@@ -461,17 +597,7 @@ pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Runni
         .into_iter()
         .zip(cfg.cores.iter().copied().chain(std::iter::repeat(None)))
     {
-        let stop = Arc::clone(&stop);
-        let h = std::thread::Builder::new()
-            .name(format!("pw-worker-{}", wk.index))
-            .spawn(move || {
-                if let Some(c) = core {
-                    core_affinity::set_for_current(core_affinity::CoreId { id: c });
-                }
-                wk.run(&stop)
-            })
-            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
-        workers.push(h);
+        workers.push(spawn(wk, core, &stop)?);
     }
     Ok(Running {
         stop,

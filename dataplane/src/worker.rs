@@ -7,12 +7,12 @@
 //! cleared first (new frames take the program's fallback), RX is drained until quiet, TX is flushed
 //! and completed, then the frame accounting is checked and reported.
 
-use crate::afxdp::{ShutdownReport, XdpIo};
+use crate::afxdp::ShutdownReport;
 use crate::bpf::XskMap;
+use crate::io::PortIo;
 use crate::pipeline::{Handoff, Pipeline, BATCH};
 use crate::tap::Tap;
 use crate::xsk::XdpDesc;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,9 +41,9 @@ pub fn now_ns() -> u64 {
 }
 
 /// Everything one worker thread owns.
-pub struct Worker {
+pub struct Worker<I: PortIo> {
     pub index: usize,
-    pub io: XdpIo,
+    pub io: I,
     pub pipeline: Pipeline,
     pub nports: usize,
     /// The XSKMAP of each port and the queues this worker owns (cleared at shutdown).
@@ -64,12 +64,12 @@ pub struct WorkerExit {
     pub kernel: crate::xsk::sys::XdpStatistics,
 }
 
-impl Worker {
+impl<I: PortIo> Worker<I> {
     pub fn run(mut self, stop: &AtomicBool) -> WorkerExit {
         let mut descs = [XdpDesc::default(); BATCH];
         let mut idle_iters = 0u32;
         let mut timeout_ms = 1;
-        let nsock = self.io.socks.len();
+        let nsock = self.io.sources();
         while !stop.load(Ordering::Relaxed) {
             let got = self.iteration(&mut descs, nsock);
             if got > 0 {
@@ -103,9 +103,8 @@ impl Worker {
                 continue;
             }
             got += n;
-            self.io.cur_q = s / self.nports;
-            self.pipeline
-                .rx_burst(&mut self.io, s % self.nports, &descs[..n], now);
+            let port = self.io.port_of(s);
+            self.pipeline.rx_burst(&mut self.io, port, &descs[..n], now);
         }
         got += self.handoffs(descs, now);
         if let Some(tap) = self.tap.clone() {
@@ -121,7 +120,7 @@ impl Worker {
             }
             if n > 0 {
                 got += n;
-                self.io.cur_q = 0;
+                self.io.default_tx_queue();
                 self.pipeline.local_burst(&mut self.io, &descs[..n], now);
             }
         }
@@ -163,7 +162,7 @@ impl Worker {
                     }
                 }
                 if k > 0 {
-                    self.io.cur_q = 0;
+                    self.io.default_tx_queue();
                     self.pipeline
                         .handoff_burst(&mut self.io, p, &mine[..k], now);
                 }
@@ -177,15 +176,17 @@ impl Worker {
         self.io.flush_tx();
         self.io.reap();
         self.io.refill();
+        let mut raw = [-1i32; 16];
+        let k = self.io.poll_fds(&mut raw);
         let mut fds: [libc::pollfd; 17] = [libc::pollfd {
             fd: -1,
             events: 0,
             revents: 0,
         }; 17];
         let mut n = 0;
-        for fd in self.io.fds().take(16) {
+        for fd in &raw[..k] {
             fds[n] = libc::pollfd {
-                fd: fd.as_raw_fd(),
+                fd: *fd,
                 events: libc::POLLIN,
                 revents: 0,
             };

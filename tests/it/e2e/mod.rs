@@ -362,3 +362,34 @@ fn e2e_clean_shutdown_under_load_then_restart() {
     let again = r.stop();
     assert_eq!(again.code, 0, "{}", again.stderr);
 }
+
+#[test]
+fn e2e_af_packet_backend() {
+    require_e2e!();
+    let mut r = Rig::new(1);
+    let rules = "*filter\n:FORWARD ACCEPT [0:0]\n\
+        -A FORWARD -p tcp --dport 10 -j REJECT --reject-with tcp-reset\nCOMMIT\n";
+    let notes = r.start(rules, "backend = \"af_packet\"");
+    assert!(notes.iter().any(|n| n.contains("AF_PACKET")), "{notes:?}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let srv = echo_server(&r.s, SERVER_IP, 7, Arc::clone(&stop));
+    let (tcp, udp, rst) = Rig::in_ns(&r.c, || {
+        let tcp = tcp_echo(SERVER_IP, 7, 256 * 1024);
+        let udp = udp_echoes(SERVER_IP, 7, 50);
+        let rst = std::net::TcpStream::connect_timeout(
+            &format!("{SERVER_IP}:10").parse().unwrap(),
+            Duration::from_millis(500),
+        )
+        .map(|_| ())
+        .map_err(|e| e.kind());
+        (tcp, udp, rst)
+    });
+    stop.store(true, Ordering::Relaxed);
+    srv.join().unwrap();
+    let out = r.stop();
+    assert_eq!(tcp, Ok(()));
+    assert_eq!(udp, 50);
+    assert_eq!(rst, Err(std::io::ErrorKind::ConnectionRefused));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("lost 0"), "{}", out.stderr);
+}
