@@ -1,60 +1,157 @@
-//! `pollwall demo`: the main job on an embedded default. Today it loads the default ruleset
-//! (a small edge firewall: allow ssh, web, dns and established traffic, log and reject the rest)
-//! into a temporary rules file through `iptables-restore`, then lists it as an operator would.
-//! The dataplane issue extends it to forward real traffic between namespaces.
+//! `pollwall demo`: the main job on an embedded default ruleset.
+//!
+//! As root it builds a test topology in network namespaces it creates (a client host, pollwall
+//! bridging two veths, a server host: module `topology`), loads [`DEFAULT_RULES`] (a stateless
+//! ACL: ssh, web and DNS allowed towards the server and their replies back, the rest logged with
+//! a rate limit and rejected), starts the AF_XDP dataplane in-process, runs traffic through it
+//! for a few seconds (module `live`), prints what each exchange did, the LOG lines,
+//! `iptables -L -v -n` with the counters the workers kept, the measured packet rate and the
+//! frame accounting, and removes everything it made (also on errors, panics and Ctrl-C).
+//!
+//! Without root, without AF_XDP or the tools it needs (`ip`, `ethtool`), or when the topology
+//! or the dataplane cannot be set up, it says why in one line and runs the same ruleset over the
+//! in-memory backend instead (module `memory`): the same pipeline, fed crafted frames, no NIC.
+//!
+//! `POLLWALL_DEMO_BACKEND` chooses: `memory` always runs in memory; `afxdp` runs live and fails
+//! (exit code 1) instead of falling back; unset or empty picks as above. Exit code 0 when every
+//! exchange did what the ruleset says and no frame was lost, 1 otherwise.
 
-use crate::cli::{run, RunOutput};
-use crate::store::{RulesFile, RulesetStore};
+mod frames;
+mod live;
+mod memory;
+mod topology;
 
-/// The embedded default ruleset, in `iptables-restore` format.
+use crate::cli::run;
+use crate::error::CmdResult;
+use crate::restore::{restore, RestoreOptions};
+use crate::store::{RulesetStore, Wait};
+use classifier::compile::{CompiledRuleset, TreeParams, WorkerState};
+use classifier::Ruleset;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The embedded default ruleset, in `iptables-restore` format: a stateless ACL for the demo's
+/// bridge, `pwf0` facing the client and `pwf1` facing the server. There is no connection
+/// tracking, so replies are allowed by their source port.
 pub const DEFAULT_RULES: &str = "\
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan0 -j MASQUERADE
-COMMIT
 *filter
 :INPUT DROP [0:0]
 :FORWARD DROP [0:0]
 :OUTPUT ACCEPT [0:0]
-:services - [0:0]
-:reject-log - [0:0]
--A INPUT -i lo -j ACCEPT
--A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A INPUT -m conntrack --ctstate INVALID -j DROP
--A INPUT -p icmp -m icmp --icmp-type 8 -m limit --limit 10/sec -j ACCEPT
--A INPUT -j services
--A INPUT -j reject-log
--A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -j services
--A FORWARD -j reject-log
--A services -p tcp -m tcp --dport 22 -m comment --comment ssh -j ACCEPT
--A services -p tcp -m multiport --dports 80,443 -m comment --comment web -j ACCEPT
--A services -p udp -m udp --dport 53 -j ACCEPT
--A services -p tcp -m tcp --dport 53 -j ACCEPT
--A reject-log -m limit --limit 5/min -j LOG --log-prefix \"pollwall reject: \"
--A reject-log -p tcp -j REJECT --reject-with tcp-reset
--A reject-log -j REJECT --reject-with icmp-port-unreachable
+:to-server - [0:0]
+:to-client - [0:0]
+-A FORWARD -i pwf0 -o pwf1 -j to-server
+-A FORWARD -i pwf1 -o pwf0 -j to-client
+-A to-server -p tcp -m multiport --dports 22,80,443 -m comment --comment \"ssh and web\" -j ACCEPT
+-A to-server -p udp -m udp --dport 53 -m comment --comment dns -j ACCEPT
+-A to-server -m limit --limit 5/min -j LOG --log-prefix \"pollwall reject: \"
+-A to-server -p tcp -j REJECT --reject-with tcp-reset
+-A to-server -j REJECT --reject-with icmp-port-unreachable
+-A to-client -p tcp -m multiport --sports 22,80,443 -m comment --comment \"ssh and web replies\" -j ACCEPT
+-A to-client -p udp -m udp --sport 53 -m comment --comment \"dns replies\" -j ACCEPT
 COMMIT
 ";
 
-fn show(title: &str, out: &RunOutput) -> Result<(), String> {
-    println!("$ {title}");
-    print!("{}", out.stdout);
-    eprint!("{}", out.stderr);
-    println!();
-    if out.code != 0 {
-        return Err(format!("`{title}` failed with exit code {}", out.code));
+/// The environment variable that picks the backend (`memory`, `afxdp`).
+pub const BACKEND_ENV: &str = "POLLWALL_DEMO_BACKEND";
+
+const LIVE_BLAST: Duration = Duration::from_secs(2);
+const MEMORY_BLAST: Duration = Duration::from_secs(1);
+
+/// One exchange of the run: what happened, and whether it is what the ruleset says.
+pub(crate) struct Step {
+    ok: bool,
+    text: String,
+}
+
+impl Step {
+    fn new(ok: bool, text: String) -> Step {
+        Step { ok, text }
     }
-    Ok(())
+}
+
+/// What a run produced; [`report`] prints it.
+pub(crate) struct Outcome {
+    notes: Vec<String>,
+    steps: Vec<Step>,
+    /// LOG lines, kernel format.
+    logs: Vec<String>,
+    /// Per-worker rule counters, folded into the ruleset for the listing.
+    states: Vec<WorkerState>,
+    rate: Vec<String>,
+    accounting: Vec<String>,
+    /// The dataplane counters (`daemon::stats_lines`).
+    counters: String,
+    /// What removing the topology did (live runs).
+    cleanup: Option<Result<String, String>>,
+}
+
+/// `1.23 Mpps` style.
+fn pps(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} Mpps", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} kpps", v / 1e3)
+    } else {
+        format!("{v:.0} pps")
+    }
+}
+
+/// A read-only store over a copy of a ruleset: lets the demo run `iptables -L`/`-S` on it.
+struct Snapshot(Ruleset);
+
+impl RulesetStore for Snapshot {
+    fn transact(
+        &self,
+        _wait: Wait,
+        f: &mut dyn FnMut(&mut Ruleset) -> CmdResult<(String, bool)>,
+    ) -> CmdResult<String> {
+        let mut rs = self.0.clone();
+        f(&mut rs).map(|(out, _)| out)
+    }
+}
+
+/// `iptables ARGS` over `rs`: its output, or why it failed.
+fn iptables(rs: &Ruleset, args: &[&str]) -> Result<String, String> {
+    let store = Snapshot(rs.clone());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = run(
+        "iptables",
+        &args,
+        &mut std::io::empty(),
+        Ok(&store as &dyn RulesetStore),
+    );
+    if out.code != 0 {
+        return Err(format!(
+            "iptables {}: {}",
+            args.join(" "),
+            out.stderr.trim()
+        ));
+    }
+    Ok(out.stdout)
+}
+
+/// The default ruleset, parsed.
+pub fn default_ruleset() -> Result<Ruleset, String> {
+    let mut rs = Ruleset::new();
+    restore(DEFAULT_RULES, &RestoreOptions::default(), &mut rs).map_err(|e| {
+        format!(
+            "the embedded ruleset:\n{}",
+            e.render("iptables-restore").trim_end()
+        )
+    })?;
+    Ok(rs)
 }
 
 /// Runs the demo; returns the process exit code.
 pub fn main() -> i32 {
     match demo() {
-        Ok(()) => 0,
+        Ok(true) => 0,
+        Ok(false) => {
+            eprintln!("pollwall demo: some exchanges did not do what the ruleset says (see above)");
+            1
+        }
         Err(e) => {
             eprintln!("pollwall demo: {e}");
             1
@@ -62,66 +159,218 @@ pub fn main() -> i32 {
     }
 }
 
-fn demo() -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("pollwall-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let store = RulesFile::new(dir.join("rules"));
-    let result = (|| {
-        println!(
-            "pollwall demo: loading the embedded default ruleset into {}\n",
-            store.path().display()
+fn demo() -> Result<bool, String> {
+    let mut rs = default_ruleset()?;
+    let compiled = Arc::new(CompiledRuleset::compile(
+        &rs,
+        dataplane::worker::now_ns(),
+        &TreeParams::default(),
+    ));
+    let targets = crate::daemon::log_targets(&rs);
+    let choice = std::env::var(BACKEND_ENV).unwrap_or_default();
+    let live_reason = match choice.as_str() {
+        "memory" => Some(format!("{BACKEND_ENV}=memory")),
+        "" | "afxdp" => live::unavailable(),
+        other => {
+            return Err(format!(
+                "{BACKEND_ENV}={other}: expected `memory' or `afxdp'"
+            ))
+        }
+    };
+    let in_memory = |why: &str, show_rules: bool| {
+        println!("pollwall demo: {why}: running the default ruleset over the in-memory backend instead\n");
+        if show_rules {
+            print_ruleset(&rs)?;
+        }
+        memory::run(Arc::clone(&compiled), &targets, MEMORY_BLAST)
+    };
+    let outcome = match live_reason {
+        Some(why) if choice == "afxdp" => return Err(format!("cannot run live: {why}")),
+        Some(why) => in_memory(&why, true)?,
+        None => {
+            println!(
+                "pollwall demo: AF_XDP dataplane between network namespaces made for the demo\n"
+            );
+            print_ruleset(&rs)?;
+            let interrupted = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                // A second signal ends the process at once; the first stops the run cleanly.
+                signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&interrupted))
+                    .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&interrupted)))
+                    .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+            }
+            match live::run(Arc::clone(&compiled), &targets, LIVE_BLAST, &interrupted) {
+                Ok(o) => o,
+                Err(live::Failure::Setup(e)) if choice != "afxdp" => {
+                    println!("pollwall demo: {e} (removed what it made)");
+                    in_memory("the live topology could not be set up", false)?
+                }
+                Err(live::Failure::Setup(e) | live::Failure::Run(e)) => {
+                    return Err(format!("{e} (everything the demo made was removed)"))
+                }
+            }
+        }
+    };
+    report(&mut rs, &compiled, outcome)
+}
+
+fn print_ruleset(rs: &Ruleset) -> Result<(), String> {
+    println!("the embedded default ruleset ($ iptables -S):");
+    for l in iptables(rs, &["-S"])?.lines() {
+        println!("  {l}");
+    }
+    println!();
+    Ok(())
+}
+
+/// Prints the outcome with the counters folded into `rs`; true when every step was ok.
+fn report(rs: &mut Ruleset, compiled: &CompiledRuleset, o: Outcome) -> Result<bool, String> {
+    for n in &o.notes {
+        println!("{n}");
+    }
+    println!("\ntraffic:");
+    for s in &o.steps {
+        println!("  {} {}", if s.ok { "ok  " } else { "FAIL" }, s.text);
+    }
+    println!("\nLOG lines written by pollwall (kernel format; -m limit 5/min, burst 5):");
+    if o.logs.is_empty() {
+        println!("  (none)");
+    }
+    for l in &o.logs {
+        println!("  {l}");
+    }
+    let states: Vec<&WorkerState> = o.states.iter().collect();
+    crate::counters::fold(rs, compiled, &states);
+    println!("\n$ iptables -L -v -n");
+    print!("{}", iptables(rs, &["-L", "-v", "-n"])?);
+    println!();
+    for l in o.rate.iter().chain(&o.accounting) {
+        println!("{l}");
+    }
+    print!("dataplane counters:\n{}", o.counters);
+    let mut ok = o.steps.iter().all(|s| s.ok);
+    match o.cleanup {
+        Some(Ok(c)) => println!("cleanup: {c}"),
+        Some(Err(e)) => {
+            println!("cleanup FAILED: {e}");
+            ok = false;
+        }
+        None => {}
+    }
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frames::{self, CLIENT, RST, SERVER, SYN};
+    use super::memory::{Mem, PORT_CLIENT, PORT_SERVER};
+    use super::*;
+    use dataplane::stats::Counter;
+
+    fn compiled() -> (Ruleset, Arc<CompiledRuleset>) {
+        let rs = default_ruleset().expect("the embedded ruleset loads");
+        let c = Arc::new(CompiledRuleset::compile(&rs, 0, &TreeParams::default()));
+        (rs, c)
+    }
+
+    /// `[packets]` of each rule of `chain` in `iptables -L -v -n -x` order.
+    fn packets(rs: &Ruleset, chain: &str) -> Vec<u64> {
+        let out = iptables(rs, &["-L", chain, "-v", "-n", "-x"]).expect("listing");
+        out.lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn default_ruleset_on_the_in_memory_pipeline() {
+        let (mut rs, c) = compiled();
+        let targets = crate::daemon::log_targets(&rs);
+        let mut m = Mem::new(Arc::clone(&c)).unwrap();
+        let syn80 = frames::tcp(CLIENT, SERVER, 40000, 80, SYN, &[]);
+        let sent = m.send(PORT_CLIENT, std::slice::from_ref(&syn80)).unwrap();
+        assert_eq!(
+            sent.to_server,
+            vec![syn80],
+            "the allowed SYN goes out of pwf1 unchanged"
         );
-        let s = || Ok(&store as &dyn RulesetStore);
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let mut input = DEFAULT_RULES.as_bytes();
-        show(
-            "iptables-restore < default.rules",
-            &run("iptables-restore", &[], &mut input, s()),
-        )?;
-        let mut none: &[u8] = &[];
-        show(
-            "iptables -L -n -v --line-numbers",
-            &run(
-                "iptables",
-                &args(&["-L", "-n", "-v", "--line-numbers"]),
-                &mut none,
-                s(),
-            ),
-        )?;
-        show(
-            "iptables -A services -p tcp --dport 8443 -j ACCEPT",
-            &run(
-                "iptables",
-                &args(&[
-                    "-A", "services", "-p", "tcp", "--dport", "8443", "-j", "ACCEPT",
-                ]),
-                &mut none,
-                s(),
-            ),
-        )?;
-        show(
-            "iptables -A services -j services   (a loop: refused, nothing changes)",
-            &RunOutput {
-                code: 0,
-                ..run(
-                    "iptables",
-                    &args(&["-A", "services", "-j", "services"]),
-                    &mut none,
-                    s(),
-                )
-            },
-        )?;
-        show(
-            "iptables -S services",
-            &run("iptables", &args(&["-S", "services"]), &mut none, s()),
-        )?;
-        show("iptables-save", &run("iptables-save", &[], &mut none, s()))?;
-        println!(
-            "The packet path (AF_XDP workers, classifier) is not built yet; this demo exercises the\n\
-             rule model and the iptables command line over a rules file."
+        assert!(sent.to_client.is_empty());
+
+        let sent = m
+            .send(
+                PORT_CLIENT,
+                &[frames::tcp(CLIENT, SERVER, 40001, 23, SYN, &[])],
+            )
+            .unwrap();
+        assert!(sent.to_server.is_empty(), "the SYN to :23 is not forwarded");
+        assert_eq!(sent.to_client.len(), 1, "one reply out of the ingress port");
+        let rst = &sent.to_client[0];
+        assert_eq!(frames::tcp_flags(rst).map(|f| f & RST), Some(RST));
+        assert_eq!(frames::src_ip(rst), Some(SERVER));
+        assert_eq!(&rst[..6], &frames::CLIENT_MAC, "addressed to the client");
+
+        let sent = m
+            .send(
+                PORT_CLIENT,
+                &[frames::udp(CLIENT, SERVER, 40002, 161, b"x")],
+            )
+            .unwrap();
+        assert!(sent.to_server.is_empty());
+        assert_eq!(
+            sent.to_client
+                .iter()
+                .map(|f| frames::icmp_type_code(f))
+                .collect::<Vec<_>>(),
+            vec![Some((3, 3))],
+            "ICMP port unreachable"
         );
-        Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+        let sent = m
+            .send(PORT_SERVER, &[frames::udp(SERVER, CLIENT, 53, 40002, b"a")])
+            .unwrap();
+        assert_eq!(sent.to_client.len(), 1, "a DNS reply goes back");
+        let sent = m
+            .send(
+                PORT_SERVER,
+                &[frames::tcp(SERVER, CLIENT, 8080, 1, SYN, &[])],
+            )
+            .unwrap();
+        assert!(sent.to_client.is_empty() && sent.to_server.is_empty());
+
+        let logs = m.log_lines(&targets);
+        assert_eq!(logs.len(), 2, "{logs:?}");
+        assert!(
+            logs[0].contains("pollwall reject: IN=pwf0 OUT=pwf1"),
+            "{}",
+            logs[0]
+        );
+        assert!(logs[0].contains("DPT=23"), "{}", logs[0]);
+        assert_eq!(m.stats().get(Counter::RejectSent), 2);
+        assert_eq!(m.stats().get(Counter::Forwarded), 2);
+        assert_eq!(m.free_frames(), 256, "every frame back on the free list");
+
+        let state = m.into_state();
+        crate::counters::fold(&mut rs, &c, &[&state]);
+        assert_eq!(packets(&rs, "FORWARD"), vec![3, 2], "jumps by direction");
+        // accept web, accept dns, LOG, reject tcp, reject other.
+        assert_eq!(packets(&rs, "to-server"), vec![1, 0, 2, 1, 1]);
+        assert_eq!(packets(&rs, "to-client"), vec![0, 1]);
+        let fwd = iptables(&rs, &["-L", "FORWARD", "-v", "-n", "-x"]).unwrap();
+        assert!(
+            fwd.starts_with("Chain FORWARD (policy DROP 1 packets"),
+            "{fwd}"
+        );
+    }
+
+    #[test]
+    fn memory_run_reports_every_step_ok() {
+        let (_, c) = compiled();
+        let targets = std::collections::HashMap::new();
+        let o = memory::run(c, &targets, Duration::from_millis(20)).unwrap();
+        for s in &o.steps {
+            assert!(s.ok, "{}", s.text);
+        }
+        assert_eq!(o.steps.len(), 5);
+        assert!(o.rate[0].contains("forwarded"), "{}", o.rate[0]);
+        assert!(o.accounting[0].contains("lost 0"), "{}", o.accounting[0]);
+    }
 }

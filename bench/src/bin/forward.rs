@@ -15,8 +15,10 @@
 //!
 //! ```sh
 //! cargo run --release -p bench --bin forward -- [--rules 0,1000,10000] [--duration 3]
-//!     [--flows 16] [--size 60] [--systems pollwall,legacy,nft] [--pps RATE] [--out DIR]
+//!     [--flows 16] [--size 60] [--systems pollwall,legacy,nft] [--pps RATE] [--repeat 3]
+//!     [--out DIR]
 //! ```
+//! Each configuration gets a 0.3 s warm-up, then `--repeat` runs; the median is reported.
 //! `--pps RATE` offers the same paced rate to every system from the AF_XDP sender (loss at a
 //! given load) instead of saturating.
 //! Prints a markdown table (forwarded Mpps and loss); with `--out DIR` also writes
@@ -207,6 +209,7 @@ struct Row {
     loss: f64,
 }
 
+#[derive(Clone)]
 struct Opts {
     rules: Vec<usize>,
     duration: f64,
@@ -216,6 +219,8 @@ struct Opts {
     out: Option<String>,
     /// Offered rate for every system (AF_XDP sender, paced); 0: saturate.
     pps: u64,
+    /// Runs per configuration (the median is reported).
+    repeat: usize,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -227,6 +232,7 @@ fn parse() -> Result<Opts, String> {
         systems: vec!["pollwall".into(), "legacy".into(), "nft".into()],
         out: None,
         pps: 0,
+        repeat: 3,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -249,6 +255,7 @@ fn parse() -> Result<Opts, String> {
             "--size" => o.size = v.parse().map_err(|_| format!("bad size `{v}'"))?,
             "--systems" => o.systems = v.split(',').map(String::from).collect(),
             "--out" => o.out = Some(v.clone()),
+            "--repeat" => o.repeat = v.parse().map_err(|_| format!("bad repeat `{v}'"))?,
             "--pps" => o.pps = v.parse().map_err(|_| format!("bad rate `{v}'"))?,
             x => return Err(format!("unknown option `{x}'")),
         }
@@ -257,7 +264,21 @@ fn parse() -> Result<Opts, String> {
     Ok(o)
 }
 
+/// Median (by forwarded rate) of `o.repeat` runs, after a short warm-up run.
 fn measure(topo: &Topo, o: &Opts, xsk: bool) -> Result<(f64, f64), String> {
+    let warm = Opts {
+        duration: 0.3,
+        ..o.clone()
+    };
+    measure_once(topo, &warm, xsk)?;
+    let mut runs = (0..o.repeat.max(1))
+        .map(|_| measure_once(topo, o, xsk))
+        .collect::<Result<Vec<_>, _>>()?;
+    runs.sort_by(|a, b| a.1.total_cmp(&b.1));
+    Ok(runs[runs.len() / 2])
+}
+
+fn measure_once(topo: &Topo, o: &Opts, xsk: bool) -> Result<(f64, f64), String> {
     let gen = GenConfig {
         ifname: "g0".into(),
         flows: o.flows,
