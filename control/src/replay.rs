@@ -4,6 +4,11 @@
 //! zero). `--verdicts` prints instead one line per frame: the frame number (1-based), the verdict
 //! and the counters it moved (`table/CHAIN/N` for rule N of a chain, `table/CHAIN/policy`).
 //!
+//! With `--hook FORWARD` (the default) and no `--verdicts`, the frames go through the dataplane's
+//! own batch pipeline (the pcap backend) as if received on `--in-iface` and bridged to
+//! `--out-iface`: PREROUTING, FORWARD and POSTROUTING all run, as for a forwarded packet. The
+//! other hooks, and `--verdicts`, classify each frame on the one hook named.
+//!
 //! Connection tracking does not exist yet: stateful matches see every packet as NEW. Frames that
 //! are not IPv4 or fail the kernel's IPv4 checks never reach a table; they are counted and
 //! reported on stderr.

@@ -17,6 +17,7 @@ pub mod pcap;
 pub mod pcap_io;
 pub mod pipeline;
 pub mod reject;
+pub mod route;
 pub mod runtime;
 pub mod stats;
 pub mod tap;

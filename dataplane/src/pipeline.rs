@@ -13,6 +13,7 @@
 use crate::io::FrameIo;
 use crate::log::LogRecord;
 use crate::reject::{build_reject, IcmpRateLimit};
+use crate::route::{self, Route};
 use crate::stats::{Counter, StatsShard};
 use crate::tap::Tap;
 use crate::xsk::XdpDesc;
@@ -127,17 +128,21 @@ pub fn flow_owner(h: &Headers, key: u64, workers: usize) -> usize {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Group {
-    Forward = 0,
-    Input = 1,
-    Output = 2,
+    Pre = 0,
+    Forward = 1,
+    Input = 2,
+    Output = 3,
+    Post = 4,
 }
 
 impl Group {
     fn hook(self) -> Hook {
         match self {
+            Group::Pre => Hook::Prerouting,
             Group::Forward => Hook::Forward,
             Group::Input => Hook::Input,
             Group::Output => Hook::Output,
+            Group::Post => Hook::Postrouting,
         }
     }
 }
@@ -147,8 +152,10 @@ struct GroupBuf {
     h: [Headers; BATCH],
     m: [PacketMeta; BATCH],
     d: [XdpDesc; BATCH],
-    /// Ingress port (Forward/Input) or egress port (Output).
+    /// Ingress port (the TAP's frames: their egress port).
     port: [u8; BATCH],
+    /// Egress port chosen by the routing decision (Forward, Output, Post).
+    egress: [u8; BATCH],
     n: usize,
 }
 
@@ -159,6 +166,7 @@ impl GroupBuf {
             m: [PacketMeta::default(); BATCH],
             d: [XdpDesc::default(); BATCH],
             port: [0; BATCH],
+            egress: [0; BATCH],
             n: 0,
         }
     }
@@ -224,7 +232,7 @@ pub struct Pipeline {
     st: WorkerState,
     topo: Arc<Topology>,
     stats: Arc<StatsShard>,
-    groups: Box<[GroupBuf; 3]>,
+    groups: Box<[GroupBuf; 5]>,
     out: Box<[(Verdict, Option<u32>); BATCH]>,
     logs: Box<LogHits>,
     sinks: Sinks,
@@ -258,7 +266,7 @@ impl Pipeline {
             st,
             topo,
             stats,
-            groups: Box::new([GroupBuf::new(), GroupBuf::new(), GroupBuf::new()]),
+            groups: Box::new(std::array::from_fn(|_| GroupBuf::new())),
             out: Box::new([(Verdict::Accept, None); BATCH]),
             logs: Box::new(LogHits {
                 hits: [(0, RuleId(0)); BATCH * 2],
@@ -331,7 +339,6 @@ impl Pipeline {
             }
             return;
         };
-        let peer = &topo.ports[p.peer];
         let mut bytes = 0u64;
         for d in descs.iter().take(BATCH) {
             bytes += u64::from(d.len);
@@ -374,7 +381,6 @@ impl Pipeline {
                     continue;
                 }
             };
-            // [Fragment reassembly and connection tracking go here, in the flow's owner.]
             if steer && self.steering.workers > 1 && !for_box {
                 let owner = flow_owner(&h, self.steering.key, self.steering.workers);
                 if owner != self.steering.worker {
@@ -402,17 +408,14 @@ impl Pipeline {
                     continue;
                 }
             }
-            let (g, out_iface) = if for_box {
-                (Group::Input, IfName::NONE)
-            } else {
-                (Group::Forward, peer.name)
-            };
-            let gb = &mut self.groups[g as usize];
+            // [Fragment reassembly and connection tracking go here: after steering, in the
+            //  flow's owner, before the hooks.]
+            let gb = &mut self.groups[Group::Pre as usize];
             let k = gb.n;
             gb.h[k] = h;
             gb.m[k] = PacketMeta {
                 in_iface: p.name,
-                out_iface,
+                out_iface: IfName::NONE,
                 ct: CtInfo::new_from(&h),
                 mark: 0,
                 owner: None,
@@ -426,16 +429,10 @@ impl Pipeline {
             self.stats.add(Counter::RxPackets, descs.len() as u64);
             self.stats.add(Counter::RxBytes, bytes);
         }
-        if self.groups[Group::Input as usize].n > 0 && self.tap.is_none() {
-            let gb = &mut self.groups[Group::Input as usize];
-            for d in &gb.d[..gb.n] {
-                io.free(d.addr);
-            }
-            self.stats.add(Counter::DropNoRoute, gb.n as u64);
-            gb.n = 0;
-        }
+        self.run_group(io, Group::Pre);
         self.run_group(io, Group::Forward);
         self.run_group(io, Group::Input);
+        self.run_group(io, Group::Post);
     }
 
     /// Handles frames the box's stack sent through the TAP (already in frames of `io`): they
@@ -502,6 +499,7 @@ impl Pipeline {
                         let gb = &mut self.groups[Group::Output as usize];
                         if gb.n == BATCH {
                             self.run_group(io, Group::Output);
+                            self.run_group(io, Group::Post);
                         }
                         let gb = &mut self.groups[Group::Output as usize];
                         let k = gb.n;
@@ -516,12 +514,32 @@ impl Pipeline {
                         };
                         gb.d[k] = d;
                         gb.port[k] = ep;
+                        gb.egress[k] = ep;
                         gb.n += 1;
                     }
                 }
             }
         }
         self.run_group(io, Group::Output);
+        self.run_group(io, Group::Post);
+    }
+
+    /// Moves packet `i` of group `from` to the end of group `to` (they are never the same).
+    fn pass(&mut self, from: Group, i: usize, to: Group, mark: Option<u32>) {
+        let src = &self.groups[from as usize];
+        let (h, mut m, d, port, egress) =
+            (src.h[i], src.m[i], src.d[i], src.port[i], src.egress[i]);
+        if let Some(mark) = mark {
+            m.mark = mark;
+        }
+        let dst = &mut self.groups[to as usize];
+        let k = dst.n;
+        dst.h[k] = h;
+        dst.m[k] = m;
+        dst.d[k] = d;
+        dst.port[k] = port;
+        dst.egress[k] = egress;
+        dst.n += 1;
     }
 
     fn run_group<I: FrameIo>(&mut self, io: &mut I, g: Group) {
@@ -530,8 +548,13 @@ impl Pipeline {
             return;
         }
         let hook = g.hook();
-        self.logs.n = 0;
-        {
+        if self.rules.hook_is_empty(hook) {
+            // No table on this hook: every packet goes on, as the kernel's hook would let it.
+            for i in 0..n {
+                self.out[i] = (Verdict::Accept, None);
+            }
+        } else {
+            self.logs.n = 0;
             let gb = &self.groups[g as usize];
             self.rules.classify_batch_rec(
                 hook,
@@ -541,11 +564,11 @@ impl Pipeline {
                 &mut self.out[..n],
                 &mut *self.logs,
             );
+            self.emit_logs(io, g);
         }
-        self.emit_logs(io, g);
         for i in 0..n {
-            let (v, _mark) = self.out[i];
-            self.act(io, g, i, v);
+            let (v, mark) = self.out[i];
+            self.act(io, g, i, v, mark);
         }
         self.groups[g as usize].n = 0;
     }
@@ -576,18 +599,44 @@ impl Pipeline {
         }
     }
 
-    fn accept<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize) {
+    fn accept<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, mark: Option<u32>) {
         let gb = &self.groups[g as usize];
-        let (d, port) = (gb.d[i], usize::from(gb.port[i]));
+        let (d, egress) = (gb.d[i], usize::from(gb.egress[i]));
         match g {
-            Group::Forward => {
-                self.stats.add(Counter::Forwarded, 1);
-                io.tx(self.topo.ports[port].peer, d);
+            Group::Pre => {
+                let f = io.frame(d.addr, d.len).unwrap_or(&[]);
+                let dst_mac = f.get(..6).unwrap_or(&[]);
+                match route::decide(&self.topo, usize::from(gb.port[i]), dst_mac, &gb.h[i]) {
+                    Route::Forward { egress } => {
+                        let out_iface =
+                            self.topo.ports.get(egress).map_or(IfName::NONE, |p| p.name);
+                        let gb = &mut self.groups[Group::Pre as usize];
+                        gb.egress[i] = egress as u8;
+                        gb.m[i].out_iface = out_iface;
+                        self.pass(Group::Pre, i, Group::Forward, mark);
+                    }
+                    Route::Local if self.tap.is_some() => {
+                        self.pass(Group::Pre, i, Group::Input, mark)
+                    }
+                    Route::Local => {
+                        self.stats.add(Counter::DropNoRoute, 1);
+                        io.free(d.addr);
+                    }
+                }
             }
-            Group::Output => {
-                self.stats.add(Counter::LocalOut, 1);
-                io.tx(port, d);
+            Group::Forward | Group::Output => {
+                if g == Group::Forward {
+                    self.stats.add(Counter::Forwarded, 1);
+                } else {
+                    self.stats.add(Counter::LocalOut, 1);
+                }
+                if self.rules.hook_is_empty(Hook::Postrouting) {
+                    io.tx(egress, d);
+                } else {
+                    self.pass(g, i, Group::Post, mark);
+                }
             }
+            Group::Post => io.tx(egress, d),
             Group::Input => {
                 if let (Some(tap), Some(f)) = (&self.tap, io.frame(d.addr, d.len)) {
                     if tap.write(f).is_ok() {
@@ -601,10 +650,10 @@ impl Pipeline {
         }
     }
 
-    fn act<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, v: Verdict) {
+    fn act<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, v: Verdict, mark: Option<u32>) {
         let d = self.groups[g as usize].d[i];
         match v {
-            Verdict::Accept => self.accept(io, g, i),
+            Verdict::Accept => self.accept(io, g, i, mark),
             Verdict::Drop => {
                 self.stats.add(Counter::DropRule, 1);
                 io.free(d.addr);
@@ -622,7 +671,7 @@ impl Pipeline {
                 let consumer = self.sinks.queue_consumer.load(Ordering::Relaxed);
                 if !consumer && bypass {
                     // --queue-bypass: with no listener the packet continues (as accepted).
-                    self.accept(io, g, i);
+                    self.accept(io, g, i, mark);
                     return;
                 }
                 let queued = consumer

@@ -331,3 +331,26 @@ fn a_flow_received_by_another_worker_is_handed_to_its_owner() {
     w0.p.handoff_burst(&mut w0.io, 0, &[d], 1);
     assert_eq!(w0.io.take_sent(1), vec![syn], "the owner forwards it");
 }
+
+#[test]
+fn prerouting_and_postrouting_run_around_forward() {
+    // mangle PREROUTING drops UDP and marks TCP; filter FORWARD drops what is marked 5 to
+    // port 9; mangle POSTROUTING drops TCP to port 22 after FORWARD accepted it.
+    let mut r = rig("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+        -A PREROUTING -p udp -j DROP\n\
+        -A PREROUTING -p tcp -j MARK --set-mark 5\n\
+        -A POSTROUTING -p tcp --dport 22 -j DROP\nCOMMIT\n\
+        *filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -p tcp --dport 9 -m mark --mark 5 -j DROP\nCOMMIT\n");
+    r.rx(0, &[udp(53), tcp_syn(9), tcp_syn(22), tcp_syn(80)]);
+    assert_eq!(r.io.take_sent(1), vec![tcp_syn(80)]);
+    // Rule order in the dense slots: the tables as compiled; check by counts.
+    let mut counts = r.rule_packets();
+    counts.sort();
+    assert_eq!(
+        counts,
+        vec![1, 1, 1, 3],
+        "UDP drop 1, MARK 3, POSTROUTING drop 1, FORWARD drop 1"
+    );
+    assert_eq!(r.stats.get(Counter::DropRule), 3);
+    assert_eq!(r.io.free_frames(), FRAMES as usize);
+}

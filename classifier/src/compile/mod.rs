@@ -228,6 +228,12 @@ impl CompiledRuleset {
         }
     }
 
+    /// Whether no table has a chain on `hook` (packets pass it untouched and uncounted, as a
+    /// kernel hook with no table registered).
+    pub fn hook_is_empty(&self, hook: Hook) -> bool {
+        self.plan[hook as usize].is_empty()
+    }
+
     /// A fresh per-worker state (zero counters, full buckets).
     pub fn new_state(&self) -> WorkerState {
         WorkerState {
