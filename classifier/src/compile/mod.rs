@@ -36,6 +36,20 @@ pub trait Recorder {
 pub struct NoRecord;
 impl Recorder for NoRecord {}
 
+// The two metadata reads of the walk, out of line: inlined, the compiler hoists them out of the
+// table loop, and every packet then pulls its metadata's cache line in even when no nat table
+// and no MARK target exist.
+#[inline(never)]
+fn is_new(meta: &PacketMeta) -> bool {
+    meta.ct.state & ct_state::NEW != 0
+}
+
+#[cold]
+#[inline(never)]
+fn apply_mark(mark: Option<u32>, meta: &PacketMeta, mask: u32, value: u32) -> u32 {
+    (mark.unwrap_or(meta.mark) & !mask) ^ value
+}
+
 /// Receives the LOG hits of a batch, by packet index (the dataplane turns them into log records).
 pub trait BatchRecorder {
     fn log(&mut self, packet: usize, rule: RuleId);
@@ -314,7 +328,7 @@ impl CompiledRuleset {
             let t = &self.tables[usize::from(ti)];
             let kind = t.kind;
             // The nat table only sees the first packet of a connection.
-            if kind == TableKind::Nat && meta.ct.state & ct_state::NEW == 0 {
+            if kind == TableKind::Nat && !is_new(meta) {
                 continue;
             }
             let leaves = pre.filter(|(k, _)| *k == kind).map(|(_, l)| l);
@@ -367,6 +381,11 @@ impl CompiledRuleset {
                 &metas[start..start + n],
                 &mut out[start..start + n],
             );
+            // The next batch's headers stream in while this one is classified (the fast path
+            // reads only their first cache line; metadata only when a rule needs it).
+            for h in &headers[(start + B).min(n_all)..(start + 2 * B).min(n_all)] {
+                tree::prefetch(h);
+            }
             let mut keys = [Key::default(); B];
             for (k, h) in keys.iter_mut().zip(hs) {
                 *k = Key::of(h);
@@ -460,7 +479,7 @@ impl CompiledRuleset {
                 CTarget::Continue => match &rule.target {
                     Target::Log(_) => rec.log(rule.id),
                     Target::Mark(m) => {
-                        *mark = Some((mark.unwrap_or(meta.mark) & !m.mask) ^ m.value)
+                        *mark = Some(apply_mark(*mark, meta, m.mask, m.value))
                     }
                     _ => {}
                 },

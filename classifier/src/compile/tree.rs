@@ -49,9 +49,22 @@ const LEAF: u8 = 0xff;
 /// Marks a batch lookup that left every region (no candidates).
 const EMPTY_NODE: u32 = u32::MAX;
 
+/// Asks the CPU to bring the line holding address `p` in (any address: a hint never faults).
+#[inline(always)]
+fn prefetch_ptr(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint to the cache: it cannot fault or change program state,
+    // whatever the address; SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Asks the CPU to bring `v`'s cache line in (no effect where there is no such instruction).
 #[inline(always)]
-fn prefetch<T>(v: &T) {
+pub(crate) fn prefetch<T>(v: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint to the cache: it cannot fault or change program state,
     // and the pointer comes from a live reference. SSE is part of the x86_64 baseline.
@@ -310,7 +323,10 @@ impl Tree {
                 self.leaf_entries(&self.nodes[c as usize])
             };
             if let Some(e) = o.first() {
+                // A 48-byte entry may straddle two lines; its position field is in the last 8
+                // bytes, so bring in the line after the first one too.
                 prefetch(e);
+                prefetch_ptr((e as *const LeafEntry as *const u8).wrapping_add(64));
             }
         }
     }
