@@ -478,9 +478,7 @@ impl CompiledRuleset {
             match c.targets[i] {
                 CTarget::Continue => match &rule.target {
                     Target::Log(_) => rec.log(rule.id),
-                    Target::Mark(m) => {
-                        *mark = Some(apply_mark(*mark, meta, m.mask, m.value))
-                    }
+                    Target::Mark(m) => *mark = Some(apply_mark(*mark, meta, m.mask, m.value)),
                     _ => {}
                 },
                 CTarget::Accept => return None,
