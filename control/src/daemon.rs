@@ -4,7 +4,8 @@
 //! XDP programs are detached, and the final counters are printed as `iptables-save -c`.
 //!
 //! Output: start-up notes (modes, ring sizes), then `pollwall: ready` on stderr once every
-//! program is attached; at the end one `worker N: ...` accounting line per worker and the
+//! program is attached; on SIGUSR1 the live counters (summed over the workers' shards while they
+//! run) on stdout in `iptables-save -c` form, and the dataplane counters on stderr; at the end one `worker N: ...` accounting line per worker and the
 //! dataplane counters on stderr, the ruleset with its counters on stdout. Exit code 0, or 1 when
 //! start-up failed or a frame was lost.
 //!
@@ -127,6 +128,10 @@ fn run(config_path: &str) -> Result<i32, String> {
         signal_hook::flag::register(sig, Arc::clone(&term))
             .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
     }
+    let dump = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&dump))
+        .map_err(|e| format!("cannot handle SIGUSR1: {e}"))?;
+    let started = std::time::Instant::now();
     let mut running = dataplane::runtime::start(&cfg.dataplane, Arc::clone(&compiled))?;
     for n in &running.notes {
         eprintln!("pollwall: {n}");
@@ -134,6 +139,25 @@ fn run(config_path: &str) -> Result<i32, String> {
     eprintln!("pollwall: ready");
     while !term.load(Ordering::Relaxed) {
         drain_logs(&mut running.logs, &targets, &mut log_out);
+        if dump.swap(false, Ordering::Relaxed) {
+            // Live counters, summed over the workers' shards while they run.
+            let mut live = rs.clone();
+            let shards: Vec<_> = running.counters.iter().map(|c| c.as_ref()).collect();
+            crate::counters::fold_shards(&mut live, &compiled, &shards);
+            let mut out = format!(
+                "# pollwall daemon: counters at +{:.3} s (SIGUSR1)\n",
+                started.elapsed().as_secs_f64()
+            );
+            for t in &live.tables {
+                out.push_str(&save_table(t, true));
+            }
+            print!("{out}");
+            let _ = std::io::stdout().flush();
+            eprint!(
+                "pollwall: dataplane counters:\n{}",
+                stats_lines(&running.stats)
+            );
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     eprintln!("pollwall: stopping");

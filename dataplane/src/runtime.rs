@@ -15,7 +15,7 @@ use crate::stats::StatsShard;
 use crate::tap::Tap;
 use crate::worker::{IdlePolicy, Worker, WorkerExit};
 use crate::xsk::{RingSizes, ZeroCopy};
-use classifier::compile::CompiledRuleset;
+use classifier::compile::{CompiledRuleset, CounterShard};
 use classifier::packet::IfName;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -104,6 +104,8 @@ pub struct Running {
     pub logs: Vec<rtrb::Consumer<LogRecord>>,
     pub queues: Vec<rtrb::Consumer<QueuedFrame>>,
     pub stats: Vec<Arc<StatsShard>>,
+    /// Each worker's rule and policy counters, readable while they run.
+    pub counters: Vec<Arc<CounterShard>>,
     /// What start-up decided (modes, ring sizes), one line each, for the operator's log.
     pub notes: Vec<String>,
 }
@@ -360,6 +362,7 @@ fn start_packet(
         ..Sinks::none()
     };
     let pipeline = Pipeline::new(rules, topo, Arc::clone(&shard), sinks, tap.clone());
+    let counters = vec![Arc::clone(&pipeline.state().counters)];
     notes.push(format!(
         "worker 0: AF_PACKET on {} port(s), {} frames of 2048 B",
         names.len(),
@@ -385,6 +388,7 @@ fn start_packet(
         logs: vec![log_rx],
         queues: vec![q_rx],
         stats: vec![shard],
+        counters,
         notes,
     })
 }
@@ -490,6 +494,7 @@ fn start_xdp(
     let mut logs = Vec::new();
     let mut queue_rx = Vec::new();
     let mut stats = Vec::new();
+    let mut counters = Vec::new();
     for w in 0..nworkers {
         let queues: Vec<u32> = (0..q).filter(|x| *x as usize % nworkers == w).collect();
         let sockets = (queues.len() * ports.len()) as u32;
@@ -551,6 +556,7 @@ fn start_xdp(
         logs.push(log_rx);
         queue_rx.push(q_rx);
         stats.push(shard);
+        counters.push(Arc::clone(&pipeline.state().counters));
         built.push(Worker {
             index: w,
             io,
@@ -606,6 +612,7 @@ fn start_xdp(
         logs,
         queues: queue_rx,
         stats,
+        counters,
         notes,
     })
 }

@@ -398,7 +398,10 @@ fn check_ruleset(
     for (slot, id) in compiled.rule_ids.iter().enumerate() {
         let want = counts.get(&Hit::Rule(*id)).copied().unwrap_or((0, 0));
         prop_assert_eq!(
-            (st.counters[slot].packets, st.counters[slot].bytes),
+            (
+                st.counters.rules.at(slot).get().packets,
+                st.counters.rules.at(slot).get().bytes
+            ),
             want,
             "rule {:?}",
             id
@@ -409,7 +412,8 @@ fn check_ruleset(
             .get(&Hit::Policy(*t, *hook))
             .copied()
             .unwrap_or((0, 0));
-        prop_assert_eq!((st.policy[slot].packets, st.policy[slot].bytes), want);
+        let p = st.counters.policy.at(slot).get();
+        prop_assert_eq!((p.packets, p.bytes), want);
     }
     Ok(())
 }

@@ -90,7 +90,13 @@ impl Rig {
         self.p.rx_burst(&mut self.io, port, &descs, 1_000_000);
     }
     fn rule_packets(&self) -> Vec<u64> {
-        self.p.state().counters.iter().map(|c| c.packets).collect()
+        self.p
+            .state()
+            .counters
+            .rules
+            .iter()
+            .map(|c| c.packets)
+            .collect()
     }
 }
 

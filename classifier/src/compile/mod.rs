@@ -9,6 +9,7 @@
 //! linear walk, so verdicts and counters are those of the reference evaluator for every packet.
 
 pub mod chain;
+mod counters;
 pub mod rbox;
 pub mod tree;
 
@@ -17,6 +18,7 @@ use crate::eval::{hook_tables, Hit, Trace, Verdict};
 use crate::model::*;
 use crate::packet::{Headers, PacketMeta, TcpOptions, L4};
 use chain::{CChain, CTarget, Found};
+pub use counters::{CounterArray, CounterShard, SharedCounter};
 use rbox::Key;
 use tree::LeafEntry;
 pub use tree::TreeParams;
@@ -127,11 +129,11 @@ pub struct CompiledRuleset {
     start_ns: u64,
 }
 
-/// Per-worker mutable state: counters by slot, policy counters, limit buckets.
-#[derive(Clone, Debug)]
+/// Per-worker mutable state: the counter shard (rules by slot, policies), limit buckets.
+#[derive(Debug)]
 pub struct WorkerState {
-    pub counters: Vec<Counters>,
-    pub policy: Vec<Counters>,
+    /// Shared with whoever sums counters while the worker runs.
+    pub counters: std::sync::Arc<CounterShard>,
     pub buckets: Vec<Bucket>,
     /// Jump return points of the walk in progress (kept here so the walk never allocates).
     stack: Vec<(u32, u32)>,
@@ -251,8 +253,10 @@ impl CompiledRuleset {
     /// A fresh per-worker state (zero counters, full buckets).
     pub fn new_state(&self) -> WorkerState {
         WorkerState {
-            counters: vec![Counters::default(); self.rule_ids.len()],
-            policy: vec![Counters::default(); self.policy_slots.len()],
+            counters: std::sync::Arc::new(CounterShard {
+                rules: CounterArray::new(self.rule_ids.len()),
+                policy: CounterArray::new(self.policy_slots.len()),
+            }),
             buckets: self.buckets_init.clone(),
             stack: Vec::with_capacity(MAX_JUMP_DEPTH),
         }
@@ -469,9 +473,7 @@ impl CompiledRuleset {
                 }
                 Found::Rule(i) => i,
             };
-            let cnt = &mut st.counters[c.dense_base as usize + i];
-            cnt.packets += 1;
-            cnt.bytes += bytes;
+            st.counters.rules.at(c.dense_base as usize + i).add(bytes);
             let rule = &c.model[i];
             rec.hit(Hit::Rule(rule.id));
             pos = i + 1;
@@ -536,9 +538,7 @@ impl CompiledRuleset {
         rec: &mut R,
     ) -> Option<Verdict> {
         let (pol, slot) = t.policy[hi];
-        let c = &mut st.policy[slot as usize];
-        c.packets += 1;
-        c.bytes += bytes;
+        st.counters.policy.at(slot as usize).add(bytes);
         rec.hit(Hit::Policy(t.kind, hook));
         match pol {
             Policy::Accept => None,

@@ -219,6 +219,13 @@ impl Rig {
         lines
     }
 
+    /// Sends `sig` to the running daemon.
+    pub fn signal(&self, sig: i32) {
+        let child = self.daemon.as_ref().expect("daemon running");
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, sig) };
+    }
+
     /// SIGTERM, then the daemon's output.
     pub fn stop(&mut self) -> Stopped {
         let mut child = self.daemon.take().expect("daemon running");
