@@ -282,12 +282,23 @@ impl CChain {
 /// among those within the memory budget. The estimate counts tree levels and leaf entries the
 /// lookup would visit, so the choice is deterministic.
 fn build_tuned(parts: &[Vec<u32>; 4], info: &Info, params: &TreeParams) -> Vec<Tree> {
-    let build = |parts: &[Vec<u32>; 4], p: &TreeParams| {
-        let mut trees: Vec<Tree> = parts
-            .iter()
-            .filter(|x| !x.is_empty())
-            .map(|x| Tree::build(x, info, p))
-            .collect();
+    // Trees already built, by (rules, leaf size, replication): the layouts share most of their
+    // partitions, so each variant builds only the tree that differs.
+    let mut built: Vec<(Vec<u32>, usize, usize, Tree)> = Vec::new();
+    let mut build = |parts: &[Vec<u32>; 4], p: &TreeParams| {
+        let mut trees: Vec<Tree> = Vec::new();
+        for x in parts.iter().filter(|x| !x.is_empty()) {
+            let key = (p.binth, p.max_replication);
+            let t = match built.iter().find(|(r, b, m, _)| r == x && (*b, *m) == key) {
+                Some((.., t)) => t.clone(),
+                None => {
+                    let t = Tree::build(x, info, p);
+                    built.push((x.clone(), key.0, key.1, t.clone()));
+                    t
+                }
+            };
+            trees.push(t);
+        }
         trees.sort_by_key(|t| t.min_pos);
         trees
     };
@@ -302,6 +313,9 @@ fn build_tuned(parts: &[Vec<u32>; 4], info: &Info, params: &TreeParams) -> Vec<T
             return false;
         }
         let cost = estimate_cost(&trees, &samples);
+        if std::env::var_os("POLLWALL_TUNE_VERBOSE").is_some() {
+            eprintln!("tune: {} trees, {mem} bytes, cost {cost:.2}", trees.len());
+        }
         let better = best.as_ref().is_none_or(|(c, _)| cost < *c);
         if better {
             *best = Some((cost, trees));
@@ -327,13 +341,16 @@ fn build_tuned(parts: &[Vec<u32>; 4], info: &Info, params: &TreeParams) -> Vec<T
             }
         }
     }
+    // Smaller leaves with more replication, while that keeps paying.
     for (binth, repl) in [(2, 16), (1, 16)] {
         let p = TreeParams {
             binth,
             max_replication: repl,
             ..*params
         };
-        consider(build(&layout, &p), &mut best);
+        if !consider(build(&layout, &p), &mut best) {
+            break;
+        }
     }
     best.map(|(_, t)| t).unwrap_or_default()
 }

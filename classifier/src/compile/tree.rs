@@ -211,11 +211,11 @@ impl Tree {
             t.nodes.resize(t.nodes.len() + n as usize, Node::EMPTY_LEAF);
             // Consecutive children with the same small rule list share one leaf's entries.
             let mut prev: Option<(Vec<u32>, Node)> = None;
-            for c in 0..n {
+            let lists = split(&rs, &region, dim, shift, n, info);
+            for (c, crs) in (0..n).zip(lists) {
                 let mut sub = region;
                 sub.lo[dim] = region.lo[dim] + (c << shift);
                 sub.hi[dim] = sub.lo[dim] + ((1u64 << shift) - 1) as u32;
-                let crs = prune(&rs, &sub, info);
                 committed += crs.len();
                 let cid = (first + c) as usize;
                 if crs.len() <= p.binth {
@@ -412,6 +412,51 @@ fn prune(rules: &[u32], region: &RBox, info: &impl RuleInfo) -> Vec<u32> {
         }
     }
     out
+}
+
+/// The rule lists of the `n` children of `region` cut along `dim` into blocks of `2^shift`: what
+/// [`prune`] would give for each child, in one pass over the rules (each rule goes to the
+/// children its range along `dim` spans; a child takes no more rules after a terminal one that
+/// covers it). `rules` all overlap `region`.
+fn split(
+    rules: &[u32],
+    region: &RBox,
+    dim: usize,
+    shift: u32,
+    n: u32,
+    info: &impl RuleInfo,
+) -> Vec<Vec<u32>> {
+    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n as usize];
+    let mut closed = vec![false; n as usize];
+    let base = region.lo[dim];
+    for &r in rules {
+        let b = info.rbox(r);
+        if !b.overlaps(region) {
+            continue;
+        }
+        let lo = b.lo[dim].max(base);
+        let hi = b.hi[dim].min(region.hi[dim]);
+        let (c0, c1) = ((lo - base) >> shift, (hi - base) >> shift);
+        // Covers the region in every other dimension (then it covers each child it spans fully).
+        let terminal = info.terminal_exact(r)
+            && (0..super::rbox::DIMS)
+                .all(|d| d == dim || (b.lo[d] <= region.lo[d] && b.hi[d] >= region.hi[d]));
+        for c in c0..=c1.min(n - 1) {
+            let ci = c as usize;
+            if closed[ci] {
+                continue;
+            }
+            lists[ci].push(r);
+            if terminal {
+                let clo = base + (c << shift);
+                let chi = clo + ((1u64 << shift) - 1) as u32;
+                if b.lo[dim] <= clo && b.hi[dim] >= chi {
+                    closed[ci] = true;
+                }
+            }
+        }
+    }
+    lists
 }
 
 /// HiCuts' choice: the dimension whose rule boundaries are most distinct inside the region, and
