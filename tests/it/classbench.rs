@@ -41,6 +41,33 @@ fn run(rules: &str, trace_text: &str) -> (usize, usize) {
             bad += 1;
         }
     }
+    // The batch path (interleaved lookups, the ACCEPT/DROP fast path) from a fresh state must
+    // move exactly the counters the per-packet path moved.
+    let (hs, ms): (Vec<_>, Vec<_>) = headers
+        .iter()
+        .map(|t| {
+            let h = t.headers();
+            let meta = PacketMeta {
+                in_iface: IfName::NONE,
+                out_iface: IfName::NONE,
+                ct: CtInfo::new_from(&h),
+                mark: 0,
+                owner: None,
+                now_ns: 0,
+            };
+            (h, meta)
+        })
+        .unzip();
+    let mut batch = compiled.new_state();
+    let mut out = vec![(classifier::eval::Verdict::Accept, None); hs.len()];
+    compiled.classify_batch(Hook::Forward, &hs, &ms, &mut batch, &mut out);
+    let per_packet: Vec<_> = st.counters.rules.iter().collect();
+    let batched: Vec<_> = batch.counters.rules.iter().collect();
+    assert!(
+        per_packet == batched,
+        "batch and per-packet counters differ"
+    );
+    assert!(st.counters.policy.iter().eq(batch.counters.policy.iter()));
     (bad, headers.len())
 }
 

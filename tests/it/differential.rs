@@ -377,10 +377,12 @@ fn check_ruleset(
     let mut st = compiled.new_state();
     let mut reference = RefEvaluator::new(rs, 0);
     let mut counts: HashMap<Hit, (u64, u64)> = HashMap::new();
+    let mut wants = Vec::with_capacity(pkts.len());
     for (i, (h, meta)) in pkts.iter().enumerate() {
         let mut meta = *meta;
         meta.now_ns = i as u64 * 37_000_000; // 37 ms apart: limit buckets drain and refill
         let want = reference.eval_hook(Hook::Forward, h, &meta);
+        wants.push(want.clone());
         let mut got = Trace {
             mark: meta.mark,
             ..Default::default()
@@ -414,6 +416,66 @@ fn check_ruleset(
             .unwrap_or((0, 0));
         let p = st.counters.policy.at(slot).get();
         prop_assert_eq!((p.packets, p.bytes), want);
+    }
+    // The batch API (tree lookups interleaved across the batch, the ACCEPT/DROP fast path) on
+    // the same packets from a fresh state: same verdicts, marks, LOG hits and final counters.
+    struct Logs(Vec<(usize, classifier::RuleId)>);
+    impl classifier::compile::BatchRecorder for Logs {
+        fn log(&mut self, packet: usize, rule: classifier::RuleId) {
+            self.0.push((packet, rule));
+        }
+    }
+    let mut st = compiled.new_state();
+    let (hs, ms): (Vec<Headers>, Vec<PacketMeta>) = pkts
+        .iter()
+        .enumerate()
+        .map(|(i, (h, m))| {
+            let mut m = *m;
+            m.now_ns = i as u64 * 37_000_000;
+            (*h, m)
+        })
+        .unzip();
+    let mut out = vec![(classifier::eval::Verdict::Accept, None); pkts.len()];
+    let mut logs = Logs(Vec::new());
+    compiled.classify_batch_rec(Hook::Forward, &hs, &ms, &mut st, &mut out, &mut logs);
+    for (i, want) in wants.iter().enumerate() {
+        prop_assert_eq!(
+            Some(out[i].0),
+            want.verdict,
+            "batch verdict of packet {}",
+            i
+        );
+        prop_assert_eq!(
+            out[i].1.unwrap_or(ms[i].mark),
+            want.mark,
+            "batch mark of packet {}",
+            i
+        );
+        let got: Vec<_> = logs
+            .0
+            .iter()
+            .filter(|(p, _)| *p == i)
+            .map(|(_, r)| *r)
+            .collect();
+        prop_assert_eq!(&got, &want.logs, "batch LOG hits of packet {}", i);
+    }
+    for (slot, id) in compiled.rule_ids.iter().enumerate() {
+        let want = counts.get(&Hit::Rule(*id)).copied().unwrap_or((0, 0));
+        let c = st.counters.rules.at(slot).get();
+        prop_assert_eq!(
+            (c.packets, c.bytes),
+            want,
+            "batch counters of rule {:?}",
+            id
+        );
+    }
+    for (slot, (t, hook)) in compiled.policy_slots.iter().enumerate() {
+        let want = counts
+            .get(&Hit::Policy(*t, *hook))
+            .copied()
+            .unwrap_or((0, 0));
+        let p = st.counters.policy.at(slot).get();
+        prop_assert_eq!((p.packets, p.bytes), want, "batch policy counters");
     }
     Ok(())
 }

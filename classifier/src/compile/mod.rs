@@ -121,6 +121,8 @@ pub struct CompiledRuleset {
     /// Per hook, in netfilter priority order: (table index, start chain) of each table that has
     /// the hook's chain (so a packet never searches for its tables).
     plan: [Vec<(u8, u32)>; 5],
+    /// Per hook: the (table, chain) when the hook is one chain of ACCEPT/DROP rules.
+    simple: [Option<(u8, u32)>; 5],
     /// Rule id of each counter slot.
     pub rule_ids: Vec<RuleId>,
     /// (table, hook) of each policy counter slot.
@@ -225,7 +227,7 @@ impl CompiledRuleset {
             });
         }
         tables.sort_by_key(|t| table_index(t.kind));
-        let plan = Hook::ALL.map(|hook| {
+        let plan: [Vec<(u8, u32)>; 5] = Hook::ALL.map(|hook| {
             hook_tables(hook)
                 .iter()
                 .filter_map(|&k| {
@@ -234,8 +236,24 @@ impl CompiledRuleset {
                 })
                 .collect()
         });
+        // Hooks whose whole traversal is one table's built-in chain of ACCEPT/DROP rules (the
+        // shape of ACL-style rulesets): the batch path decides those without the general walk.
+        let simple = Hook::ALL.map(|hook| match plan[hook as usize].as_slice() {
+            [(ti, c)] => {
+                let t: &CTable = &tables[usize::from(*ti)];
+                let ch = &t.chains[*c as usize];
+                (t.kind != TableKind::Nat
+                    && ch
+                        .targets
+                        .iter()
+                        .all(|x| matches!(x, CTarget::Accept | CTarget::Drop)))
+                .then_some((*ti, *c))
+            }
+            _ => None,
+        });
         CompiledRuleset {
             plan,
+            simple,
             tables,
             rule_ids,
             policy_slots,
@@ -378,6 +396,13 @@ impl CompiledRuleset {
             .map(|&(ti, c)| (&self.tables[usize::from(ti)], c))
             .filter(|(t, _)| t.kind != TableKind::Nat);
         let n_all = headers.len().min(metas.len()).min(out.len());
+        let hi = hook as usize;
+        let simple = self.simple[hi].map(|(ti, c)| {
+            (
+                &self.tables[usize::from(ti)],
+                &self.tables[usize::from(ti)].chains[c as usize],
+            )
+        });
         for start in (0..n_all).step_by(B) {
             let n = B.min(n_all - start);
             let (hs, ms, os) = (
@@ -423,6 +448,13 @@ impl CompiledRuleset {
                         *m = Some(l[i]);
                     }
                 }
+                if let (Some((t, c)), true) = (simple, !needs_slow_path(&hs[i])) {
+                    os[i] = (
+                        self.decide_simple(t, c, hi, &hs[i], &ms[i], st, &keys[i], &mine),
+                        None,
+                    );
+                    continue;
+                }
                 let pre = first.map(|(t, _)| (t.kind, &mine));
                 let mut prec = PacketRecorder {
                     batch: &mut *rec,
@@ -430,6 +462,41 @@ impl CompiledRuleset {
                 };
                 os[i] = self.classify_pre(hook, &hs[i], &ms[i], st, &mut prec, &keys[i], pre);
             }
+        }
+    }
+
+    /// A hook that is one chain of ACCEPT/DROP rules: the first match (or the policy) decides.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn decide_simple(
+        &self,
+        t: &CTable,
+        c: &CChain,
+        hi: usize,
+        h: &Headers,
+        meta: &PacketMeta,
+        st: &mut WorkerState,
+        key: &Key,
+        leaves: &[Option<&[LeafEntry]>; chain::MAX_PARTS],
+    ) -> Verdict {
+        let bytes = u64::from(h.ip_len);
+        match c.next_match(0, key, h, meta, None, &mut st.buckets, true, Some(leaves)) {
+            Found::Rule(i) => {
+                st.counters.rules.at(c.dense_base as usize + i).add(bytes);
+                match c.targets[i] {
+                    CTarget::Accept => Verdict::Accept,
+                    _ => Verdict::Drop,
+                }
+            }
+            Found::End => {
+                let (pol, slot) = t.policy[hi];
+                st.counters.policy.at(slot as usize).add(bytes);
+                match pol {
+                    Policy::Accept => Verdict::Accept,
+                    Policy::Drop => Verdict::Drop,
+                }
+            }
+            Found::HotDrop => Verdict::HotDrop,
         }
     }
 
