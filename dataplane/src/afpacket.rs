@@ -6,6 +6,7 @@
 //! daemon falls back to it. One worker only: AF_PACKET has no per-queue binding here.
 
 use crate::afxdp::ShutdownReport;
+use crate::frames::HeapFrames;
 use crate::io::{FrameIo, NoFreeFrame, PortIo};
 use crate::pipeline::BATCH;
 use crate::xsk::sys::XdpStatistics;
@@ -80,11 +81,60 @@ fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
 /// One worker's AF_PACKET I/O: a socket per port, a heap frame store, TX staging per port.
 pub struct PacketIo {
     socks: Vec<OwnedFd>,
-    arena: Vec<u8>,
-    frames: u32,
-    free: Vec<u64>,
+    store: HeapFrames,
     staged: Vec<Vec<XdpDesc>>,
-    grabbed: Vec<u64>,
+    grabbed: Vec<XdpDesc>,
+}
+
+/// Runs `recvmmsg` (`send == false`) or `sendmmsg` on `fd` over `descs` (at most [`BATCH`]),
+/// each message one frame of `store` (`len` bytes at `addr`; for receiving, the room of the
+/// chunk). Returns how many messages went through and, for receiving, sets each `len`.
+fn mmsg(fd: &OwnedFd, store: &mut HeapFrames, descs: &mut [XdpDesc], send: bool) -> usize {
+    let k = descs.len().min(BATCH);
+    let base = store.base_ptr();
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; BATCH];
+    // SAFETY: mmsghdr is plain old data; zero is a valid value.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (i, d) in descs[..k].iter().enumerate() {
+        // SAFETY: every descriptor lies inside one chunk of the store (chunk starts from the
+        // free list for receiving, frames checked by `frame` for sending), so the range is in
+        // bounds of the arena.
+        iov[i].iov_base = unsafe { base.add(d.addr as usize) }.cast();
+        iov[i].iov_len = d.len as usize;
+        msgs[i].msg_hdr.msg_iov = &mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `msgs[..k]` point at `iov[..k]`, which point at distinct chunks of the arena that
+    // nothing else borrows during the call; the kernel reads (send) or writes at most `iov_len`
+    // bytes of each (receive) and fills `msg_len`.
+    let n = unsafe {
+        if send {
+            libc::sendmmsg(
+                fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                k as u32,
+                libc::MSG_DONTWAIT,
+            )
+        } else {
+            libc::recvmmsg(
+                fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                k as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        }
+    };
+    let n = if n < 0 { 0 } else { n as usize };
+    if !send {
+        for (d, m) in descs.iter_mut().zip(&msgs[..n]) {
+            d.len = m.msg_len.min(d.len);
+        }
+    }
+    n
 }
 
 impl PacketIo {
@@ -99,29 +149,15 @@ impl PacketIo {
                 .map(|_| Vec::with_capacity(4 * BATCH))
                 .collect(),
             socks,
-            arena: vec![0; frames as usize * FRAME],
-            frames,
-            free: (0..u64::from(frames))
-                .rev()
-                .map(|i| i * FRAME as u64)
-                .collect(),
+            store: HeapFrames::new(frames, FRAME as u32),
             grabbed: Vec::with_capacity(BATCH),
         })
-    }
-
-    fn chunk(addr: u64) -> u64 {
-        addr & !(FRAME as u64 - 1)
     }
 }
 
 impl FrameIo for PacketIo {
     fn frame(&self, addr: u64, len: u32) -> Option<&[u8]> {
-        let end = addr.checked_add(u64::from(len))?;
-        if len as usize > FRAME || Self::chunk(addr) != Self::chunk(end.saturating_sub(1).max(addr))
-        {
-            return None;
-        }
-        self.arena.get(addr as usize..end as usize)
+        self.store.frame(addr, len)
     }
 
     fn build_from(
@@ -130,37 +166,17 @@ impl FrameIo for PacketIo {
         src_len: u32,
         fill: impl FnOnce(&[u8], &mut [u8]) -> Option<usize>,
     ) -> Result<Option<XdpDesc>, NoFreeFrame> {
-        self.frame(src, src_len).ok_or(NoFreeFrame)?;
-        let dst = self.free.pop().ok_or(NoFreeFrame)?;
-        let (s, d) = (src as usize, dst as usize);
-        let (orig, out) = if s < d {
-            let (a, b) = self.arena.split_at_mut(d);
-            (&a[s..s + src_len as usize], &mut b[..FRAME])
-        } else {
-            let (a, b) = self.arena.split_at_mut(s);
-            (&b[..src_len as usize], &mut a[d..d + FRAME])
-        };
-        match fill(orig, out) {
-            Some(n) if n <= FRAME => Ok(Some(XdpDesc {
-                addr: dst,
-                len: n as u32,
-                options: 0,
-            })),
-            _ => {
-                self.free.push(dst);
-                Ok(None)
-            }
-        }
+        self.store.build_from(src, src_len, fill)
     }
 
     fn free(&mut self, addr: u64) {
-        self.free.push(Self::chunk(addr));
+        self.store.free(addr);
     }
 
     fn tx(&mut self, port: usize, d: XdpDesc) {
         match self.staged.get_mut(port) {
             Some(s) if s.len() < s.capacity() => s.push(d),
-            _ => self.free.push(Self::chunk(d.addr)),
+            _ => self.store.free(d.addr),
         }
     }
 }
@@ -175,53 +191,21 @@ impl PortIo for PacketIo {
     }
 
     fn rx(&mut self, s: usize, out: &mut [XdpDesc]) -> usize {
-        let k = out.len().min(BATCH).min(self.free.len());
-        if k == 0 {
-            return 0;
-        }
         self.grabbed.clear();
-        for _ in 0..k {
-            if let Some(a) = self.free.pop() {
-                self.grabbed.push(a);
-            }
-        }
-        let base = self.arena.as_mut_ptr();
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; BATCH];
-        // SAFETY: mmsghdr is plain old data; zero is a valid value.
-        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (i, &a) in self.grabbed.iter().enumerate() {
-            // SAFETY: `a` is a chunk start inside the arena (from the free list), so the
-            // FRAME bytes after it are in bounds.
-            iov[i].iov_base = unsafe { base.add(a as usize) }.cast();
-            iov[i].iov_len = FRAME;
-            msgs[i].msg_hdr.msg_iov = &mut iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: `msgs[..k]` point at `iov[..k]`, which point at distinct free chunks of the
-        // arena (not borrowed elsewhere: they sit in `grabbed` only); the call writes at most
-        // FRAME bytes into each and fills msg_len.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.socks[s].as_raw_fd(),
-                msgs.as_mut_ptr(),
-                self.grabbed.len() as u32,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        let n = if n < 0 { 0 } else { n as usize };
-        for i in 0..n {
-            out[i] = XdpDesc {
-                addr: self.grabbed[i],
-                len: msgs[i].msg_len.min(FRAME as u32),
-                options: 0,
+        while self.grabbed.len() < out.len().min(BATCH) {
+            let Some(addr) = self.store.alloc() else {
+                break;
             };
+            self.grabbed.push(XdpDesc {
+                addr,
+                len: FRAME as u32,
+                options: 0,
+            });
         }
-        for &a in &self.grabbed[n..] {
-            self.free.push(a);
+        let n = mmsg(&self.socks[s], &mut self.store, &mut self.grabbed, false);
+        out[..n].copy_from_slice(&self.grabbed[..n]);
+        for d in &self.grabbed[n..] {
+            self.store.free(d.addr);
         }
         n
     }
@@ -229,16 +213,15 @@ impl PortIo for PacketIo {
     fn default_tx_queue(&mut self) {}
 
     fn alloc_read(&mut self, read: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<XdpDesc> {
-        let a = self.free.pop()?;
-        let chunk = &mut self.arena[a as usize..a as usize + FRAME];
-        match read(chunk) {
+        let a = self.store.alloc()?;
+        match read(self.store.chunk_mut(a)) {
             Some(n) if n > 0 && n <= FRAME => Some(XdpDesc {
                 addr: a,
                 len: n as u32,
                 options: 0,
             }),
             _ => {
-                self.free.push(a);
+                self.store.free(a);
                 None
             }
         }
@@ -250,33 +233,14 @@ impl PortIo for PacketIo {
             if k == 0 {
                 continue;
             }
-            let base = self.arena.as_mut_ptr();
-            let mut iov = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; BATCH];
-            // SAFETY: plain old data; zero is valid.
-            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-            for (i, d) in self.staged[p][..k].iter().enumerate() {
-                // SAFETY: staged descriptors lie inside one chunk of the arena (checked by
-                // `frame` when they were made), so addr..addr+len is in bounds.
-                iov[i].iov_base = unsafe { base.add(d.addr as usize) }.cast();
-                iov[i].iov_len = d.len as usize;
-                msgs[i].msg_hdr.msg_iov = &mut iov[i];
-                msgs[i].msg_hdr.msg_iovlen = 1;
-            }
-            // SAFETY: the kernel only reads the k frames described, all inside the arena.
-            let n = unsafe {
-                libc::sendmmsg(
-                    self.socks[p].as_raw_fd(),
-                    msgs.as_mut_ptr(),
-                    k as u32,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            let n = if n < 0 { 0 } else { n as usize };
+            let n = mmsg(
+                &self.socks[p],
+                &mut self.store,
+                &mut self.staged[p][..k],
+                true,
+            );
             for d in self.staged[p].drain(..n) {
-                self.free.push(Self::chunk(d.addr));
+                self.store.free(d.addr);
             }
         }
     }
@@ -292,20 +256,21 @@ impl PortIo for PacketIo {
     fn drop_staged(&mut self) {
         for p in 0..self.staged.len() {
             while let Some(d) = self.staged[p].pop() {
-                self.free.push(Self::chunk(d.addr));
+                self.store.free(d.addr);
             }
         }
     }
 
     fn report(&mut self) -> ShutdownReport {
-        let free = self.free.len() as u32;
+        let free = self.store.free_count() as u32;
         let in_tx = self.in_tx();
+        let frames = self.store.frames();
         ShutdownReport {
-            frames: self.frames,
+            frames,
             free,
             in_fill: 0,
             in_tx,
-            lost: self.frames.saturating_sub(free + in_tx),
+            lost: frames.saturating_sub(free + in_tx),
         }
     }
 

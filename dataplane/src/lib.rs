@@ -10,6 +10,7 @@ pub use classifier;
 pub mod afpacket;
 pub mod afxdp;
 pub mod bpf;
+pub mod frames;
 pub mod io;
 pub mod log;
 pub mod mem;

@@ -333,6 +333,67 @@ fn spawn<I: PortIo + Send + 'static>(
         .map_err(|e| format!("cannot start a worker thread: {e}"))
 }
 
+/// What the control side keeps of each worker: its log and queue rings' consumer ends and its
+/// counter shards.
+#[derive(Default)]
+struct Outlets {
+    logs: Vec<rtrb::Consumer<LogRecord>>,
+    queues: Vec<rtrb::Consumer<QueuedFrame>>,
+    stats: Vec<Arc<StatsShard>>,
+    counters: Vec<Arc<CounterShard>>,
+}
+
+impl Outlets {
+    /// A worker's pipeline and its rings, counting into `shard` (the control ends kept here).
+    fn pipeline(
+        &mut self,
+        cfg: &DataplaneConfig,
+        rules: &Arc<CompiledRuleset>,
+        topo: &Arc<Topology>,
+        tap: Option<Arc<Tap>>,
+        shard: Arc<StatsShard>,
+    ) -> Pipeline {
+        let (log_tx, log_rx) = rtrb::RingBuffer::new(cfg.log_ring.max(1));
+        let (q_tx, q_rx) = rtrb::RingBuffer::new(cfg.queue_ring.max(1));
+        let sinks = Sinks {
+            log: Some(log_tx),
+            queue: Some(q_tx),
+            ..Sinks::none()
+        };
+        let p = Pipeline::new(
+            Arc::clone(rules),
+            Arc::clone(topo),
+            Arc::clone(&shard),
+            sinks,
+            tap,
+        );
+        self.logs.push(log_rx);
+        self.queues.push(q_rx);
+        self.stats.push(shard);
+        self.counters.push(Arc::clone(&p.state().counters));
+        p
+    }
+
+    fn running(
+        self,
+        stop: Arc<AtomicBool>,
+        workers: Vec<JoinHandle<WorkerExit>>,
+        ports: Vec<PortSetup>,
+        notes: Vec<String>,
+    ) -> Running {
+        Running {
+            stop,
+            workers,
+            ports,
+            logs: self.logs,
+            queues: self.queues,
+            stats: self.stats,
+            counters: self.counters,
+            notes,
+        }
+    }
+}
+
 /// The AF_PACKET fallback: one worker, a packet socket per port.
 fn start_packet(
     cfg: &DataplaneConfig,
@@ -353,16 +414,8 @@ fn start_packet(
         .map(|n| ifindex(n).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     let io = PacketIo::open(&idx, cfg.frames_per_worker).map_err(|e| format!("AF_PACKET: {e}"))?;
-    let shard = Arc::new(StatsShard::default());
-    let (log_tx, log_rx) = rtrb::RingBuffer::new(cfg.log_ring.max(1));
-    let (q_tx, q_rx) = rtrb::RingBuffer::new(cfg.queue_ring.max(1));
-    let sinks = Sinks {
-        log: Some(log_tx),
-        queue: Some(q_tx),
-        ..Sinks::none()
-    };
-    let pipeline = Pipeline::new(rules, topo, Arc::clone(&shard), sinks, tap.clone());
-    let counters = vec![Arc::clone(&pipeline.state().counters)];
+    let mut outlets = Outlets::default();
+    let pipeline = outlets.pipeline(cfg, &rules, &topo, tap.clone(), Arc::default());
     notes.push(format!(
         "worker 0: AF_PACKET on {} port(s), {} frames of 2048 B",
         names.len(),
@@ -381,16 +434,7 @@ fn start_packet(
         handoff_in: Vec::new(),
     };
     let h = spawn(wk, cfg.cores.first().copied().flatten(), &stop)?;
-    Ok(Running {
-        stop,
-        workers: vec![h],
-        ports: Vec::new(),
-        logs: vec![log_rx],
-        queues: vec![q_rx],
-        stats: vec![shard],
-        counters,
-        notes,
-    })
+    Ok(outlets.running(stop, vec![h], Vec::new(), notes))
 }
 
 /// The AF_XDP dataplane.
@@ -491,10 +535,7 @@ fn start_xdp(
     let port_ids: Vec<(u32, String)> = ports.iter().map(|p| (p.ifindex, p.name.clone())).collect();
     let mut workers = Vec::new();
     let mut built = Vec::new();
-    let mut logs = Vec::new();
-    let mut queue_rx = Vec::new();
-    let mut stats = Vec::new();
-    let mut counters = Vec::new();
+    let mut outlets = Outlets::default();
     for w in 0..nworkers {
         let queues: Vec<u32> = (0..q).filter(|x| *x as usize % nworkers == w).collect();
         let sockets = (queues.len() * ports.len()) as u32;
@@ -530,20 +571,8 @@ fn start_xdp(
             rings.rx,
             rings.tx
         ));
-        let (log_tx, log_rx) = rtrb::RingBuffer::new(cfg.log_ring.max(1));
-        let (q_tx, q_rx) = rtrb::RingBuffer::new(cfg.queue_ring.max(1));
-        let sinks = Sinks {
-            log: Some(log_tx),
-            queue: Some(q_tx),
-            ..Sinks::none()
-        };
-        let mut pipeline = Pipeline::new(
-            Arc::clone(&rules),
-            Arc::clone(&topo),
-            Arc::clone(&shard),
-            sinks,
-            if w == 0 { tap.clone() } else { None },
-        );
+        let worker_tap = if w == 0 { tap.clone() } else { None };
+        let mut pipeline = outlets.pipeline(cfg, &rules, &topo, worker_tap, shard);
         let out = producers.next().unwrap_or_default();
         if steer {
             pipeline = pipeline.with_steering(Steering {
@@ -553,10 +582,6 @@ fn start_xdp(
                 out,
             });
         }
-        logs.push(log_rx);
-        queue_rx.push(q_rx);
-        stats.push(shard);
-        counters.push(Arc::clone(&pipeline.state().counters));
         built.push(Worker {
             index: w,
             io,
@@ -605,14 +630,5 @@ fn start_xdp(
     {
         workers.push(spawn(wk, core, &stop)?);
     }
-    Ok(Running {
-        stop,
-        workers,
-        ports,
-        logs,
-        queues: queue_rx,
-        stats,
-        counters,
-        notes,
-    })
+    Ok(outlets.running(stop, workers, ports, notes))
 }

@@ -14,19 +14,8 @@ pub const SYN_ACK: u8 = 0x12;
 
 /// Internet checksum of `data` on top of the partial sum `init`.
 fn checksum(init: u32, data: &[u8]) -> u16 {
-    let mut sum = init;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from(c[0]) << 8
-        };
-        sum += u32::from(w);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    use classifier::wire::checksum as cs;
+    !cs::combine(&[cs::fold(u64::from(init)), cs::data(data)])
 }
 
 fn pseudo(src: u32, dst: u32, proto: u8, len: usize) -> u32 {
