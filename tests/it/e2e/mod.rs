@@ -412,3 +412,32 @@ fn e2e_af_packet_backend() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("lost 0"), "{}", out.stderr);
 }
+
+#[test]
+fn e2e_start_errors_are_clear_and_leave_nothing_behind() {
+    require_e2e!();
+    let mut r = Rig::new(1);
+    // 8192 frames of 4 KiB = 32 MiB of UMEM: over this machine's 8 MiB RLIMIT_MEMLOCK.
+    let (code, err) = r.start_fails(ACCEPT_ALL, "frames = 8192\nframe_size = 4096");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("RLIMIT_MEMLOCK"),
+        "the message names the limit: {err}"
+    );
+    // veth has no zero-copy: requiring it fails, saying which interface and why.
+    let (code, err) = r.start_fails(ACCEPT_ALL, "zero_copy = \"require\"\nbackend = \"af_xdp\"");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("pwf0") && err.contains("EOPNOTSUPP"), "{err}");
+    // A port that does not exist.
+    std::fs::write(r.path("rules"), ACCEPT_ALL).unwrap();
+    let (code, err) = r.start_fails(ACCEPT_ALL, "[[bridge]]\nports = [\"pwnope0\", \"pwnope1\"]");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("pwnope0"), "{err}");
+    // Nothing stays attached after the failures; a normal start then works.
+    for dev in ["pwf0", "pwf1"] {
+        let link = r.f.exec_ok("ip", &["-d", "link", "show", dev]);
+        assert!(!link.contains("xdp"), "{dev}: {link}");
+    }
+    r.start(ACCEPT_ALL, "");
+    assert_eq!(r.stop().code, 0);
+}

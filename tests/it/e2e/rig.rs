@@ -219,6 +219,29 @@ impl Rig {
         lines
     }
 
+    /// Runs the daemon with a config that must make it fail at start; returns its exit code
+    /// and stderr.
+    pub fn start_fails(&mut self, rules: &str, extra: &str) -> (i32, String) {
+        std::fs::write(self.path("rules"), rules).unwrap();
+        let cfg = format!(
+            "rules = \"{}\"\n{extra}\n[[bridge]]\nports = [\"pwf0\", \"pwf1\"]\n",
+            self.path("rules").display()
+        );
+        std::fs::write(self.path("config.toml"), cfg).unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.f.name()])
+            .arg(env!("CARGO_BIN_EXE_pollwall-under-test"))
+            .args(["daemon", "--config"])
+            .arg(self.path("config.toml"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Sends `sig` to the running daemon.
     pub fn signal(&self, sig: i32) {
         let child = self.daemon.as_ref().expect("daemon running");
