@@ -468,7 +468,7 @@ fn start_xdp(
     if let Some(limit) = memlock_limit() {
         if total > limit {
             return Err(format!(
-                "cannot register {} of packet buffers ({nworkers} workers × {} frames × {} B): RLIMIT_MEMLOCK is {} for the whole user, shared with every other process of that user. Lower frames or the number of cores, or raise the limit (ulimit -l, systemd LimitMEMLOCK=)",
+                "cannot register {} of packet buffers ({nworkers} worker(s) × {} frames × {} B): RLIMIT_MEMLOCK is {} for the whole user, shared with every other process of that user. Lower frames or the number of cores, or raise the limit (ulimit -l, systemd LimitMEMLOCK=)",
                 mib(total), cfg.frames_per_worker, cfg.frame_size, mib(limit)
             ));
         }

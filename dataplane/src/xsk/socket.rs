@@ -148,6 +148,12 @@ impl XskSocket {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
+            if e.raw_os_error() == Some(libc::EOPNOTSUPP) && zc == ZeroCopy::Require {
+                return Err(step_err(
+                    "zero_copy = \"require\", but the driver has no AF_XDP zero-copy (bind)",
+                    e,
+                ));
+            }
             return Err(step_err(
                 &format!("bind(ifindex {ifindex}, queue {queue})"),
                 e,
