@@ -140,7 +140,15 @@ fn run(args: &[String]) -> Result<(String, String), String> {
     }
     let compiled = CompiledRuleset::compile(&rs, 0, &TreeParams::default());
     if a.hook == Hook::Forward && !a.verdicts && !raw_ip {
-        return replay_through_dataplane(&a, rs, compiled, pcap);
+        let max_len = PcapSlice::new(&bytes)
+            .map(|p| {
+                p.filter_map(Result::ok)
+                    .map(|f| f.data.len())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        return replay_through_dataplane(&a, rs, compiled, pcap, max_len);
     }
     let mut st = compiled.new_state();
     let (in_iface, out_iface) = match a.hook {
@@ -228,6 +236,7 @@ fn replay_through_dataplane(
     mut rs: Ruleset,
     compiled: CompiledRuleset,
     pcap: PcapSlice<'_>,
+    max_len: usize,
 ) -> Result<(String, String), String> {
     use dataplane::pipeline::{Pipeline, Port, Sinks, Topology};
     use dataplane::stats::{Counter, StatsShard};
@@ -256,7 +265,7 @@ fn replay_through_dataplane(
     );
     let frames = pcap.map(|f| f.map(|f| (f.ts_ns, f.data)));
     let mut out: [Option<dataplane::pcap::PcapWriter<std::io::Sink>>; 2] = [None, None];
-    dataplane::pcap_io::replay(&mut p, frames, 0, &mut out)
+    dataplane::pcap_io::replay(&mut p, frames, 0, max_len, &mut out)
         .map_err(|e| format!("{}: {e}", a.capture))?;
     crate::counters::fold(&mut rs, &compiled, &[p.state()]);
     let mut text = String::new();

@@ -14,16 +14,21 @@ pub type CapturedFrame<'a> = (u64, &'a [u8]);
 
 /// Runs `frames` (all received on `port`) through `pipeline`. Frames sent out of port `p` go to
 /// `out[p]` when there is a writer for it. Timestamps are taken relative to the first frame.
+/// `max_len`: the longest frame of the capture (the frame store's chunks are sized for it, so
+/// jumbo frames replay too).
 pub fn replay<'a, W: Write>(
     pipeline: &mut Pipeline,
     frames: impl Iterator<Item = Result<CapturedFrame<'a>, PcapError>>,
     port: usize,
+    max_len: usize,
     out: &mut [Option<PcapWriter<W>>],
 ) -> Result<u64, String> {
     let nports = out.len().max(2);
+    // Room for replies (REJECT) too: at least 2 KiB.
+    let frame_size = max_len.clamp(2048, 1 << 18) as u32;
     let mut io = MemIo::new(
         4 * BATCH as u32,
-        4096,
+        frame_size,
         nports,
         out.iter().any(Option::is_some),
     );
@@ -61,7 +66,7 @@ pub fn replay<'a, W: Write>(
         burst_ts = rel;
         match io.inject(bytes) {
             Some(d) => burst.push(d),
-            None => return Err(format!("frame {n}: longer than 4096 bytes")),
+            None => return Err(format!("frame {n}: longer than {frame_size} bytes")),
         }
     }
     flush(&mut io, &mut burst, burst_ts, out)?;
