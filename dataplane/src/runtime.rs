@@ -477,6 +477,22 @@ fn start_xdp(
     let mut ports = Vec::new();
     for n in names {
         let ifindex = ifindex(n).map_err(|e| e.to_string())?;
+        // Copy mode puts a frame 256 bytes into its chunk; a longer frame would be dropped by
+        // the kernel (counted only in XDP_STATISTICS), so refuse to start instead.
+        if let Ok(mtu) = crate::tap::mtu(n) {
+            let room = cfg.frame_size - crate::xsk::sys::XDP_PACKET_HEADROOM as u32;
+            if mtu + 14 + 8 > room {
+                return Err(format!(
+                    "{n}: MTU {mtu} does not fit AF_XDP frames of {} bytes ({room} after the kernel's headroom, with Ethernet and two VLAN tags): {}",
+                    cfg.frame_size,
+                    if cfg.frame_size < 4096 && mtu + 22 <= 4096 - 256 {
+                        "set frame_size = 4096".to_string()
+                    } else {
+                        format!("lower the MTU to {} or less", 4096 - 256 - 22)
+                    }
+                ));
+            }
+        }
         let queues = rx_queues(n);
         let map = Arc::new(
             XskMap::new(&format!("pw_xsks_{}", n), queues).map_err(|e| format!("{n}: {e}"))?,

@@ -135,3 +135,38 @@ pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
     mac.copy_from_slice(&req.data[..6]);
     Ok(mac)
 }
+
+/// The MTU of interface `name` (SIOCGIFMTU).
+pub fn mtu(name: &str) -> io::Result<u32> {
+    #[repr(C)]
+    struct IfReqMtu {
+        name: [u8; 16],
+        mtu: libc::c_int,
+        _pad: [u8; 20],
+    }
+    // SAFETY: plain socket(2); the fd is checked and owned at once.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `s` is a fresh fd we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(s) };
+    let mut req = IfReqMtu {
+        name: ifname_bytes(name)?,
+        mtu: 0,
+        _pad: [0; 20],
+    };
+    // SAFETY: SIOCGIFMTU fills a `struct ifreq` (40 bytes), which `req` is.
+    let r = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFMTU as libc::c_ulong,
+            &mut req as *mut IfReqMtu,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("SIOCGIFMTU {name}: {e}")));
+    }
+    Ok(req.mtu.max(0) as u32)
+}

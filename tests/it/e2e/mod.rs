@@ -433,6 +433,15 @@ fn e2e_start_errors_are_clear_and_leave_nothing_behind() {
     let (code, err) = r.start_fails(ACCEPT_ALL, "[[bridge]]\nports = [\"pwnope0\", \"pwnope1\"]");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("pwnope0"), "{err}");
+    // An MTU whose frames would not fit the UMEM's chunks (the kernel would drop them quietly).
+    r.f.exec_ok("ip", &["link", "set", "pwf0", "mtu", "3000"]);
+    let (code, err) = r.start_fails(ACCEPT_ALL, "");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("pwf0: MTU 3000") && err.contains("frame_size = 4096"),
+        "{err}"
+    );
+    r.f.exec_ok("ip", &["link", "set", "pwf0", "mtu", "1500"]);
     // Nothing stays attached after the failures; a normal start then works.
     for dev in ["pwf0", "pwf1"] {
         let link = r.f.exec_ok("ip", &["-d", "link", "show", dev]);
