@@ -301,7 +301,7 @@ impl Pipeline {
         &self.stats
     }
 
-    /// Handles a burst of at most [`BATCH`] frames received on `port`.
+    /// Handles a burst of frames received on `port` (in batches of [`BATCH`]).
     pub fn rx_burst<I: FrameIo>(
         &mut self,
         io: &mut I,
@@ -309,7 +309,9 @@ impl Pipeline {
         descs: &[XdpDesc],
         now_ns: u64,
     ) {
-        self.rx(io, port, descs, now_ns, true)
+        for chunk in descs.chunks(BATCH) {
+            self.rx(io, port, chunk, now_ns, true)
+        }
     }
 
     /// Handles frames another worker steered here (they are not steered again).
@@ -321,7 +323,9 @@ impl Pipeline {
         now_ns: u64,
     ) {
         self.stats.add(Counter::HandoffIn, descs.len() as u64);
-        self.rx(io, port, descs, now_ns, false)
+        for chunk in descs.chunks(BATCH) {
+            self.rx(io, port, chunk, now_ns, false)
+        }
     }
 
     fn rx<I: FrameIo>(
@@ -440,7 +444,7 @@ impl Pipeline {
     /// (every port when unknown).
     pub fn local_burst<I: FrameIo>(&mut self, io: &mut I, descs: &[XdpDesc], now_ns: u64) {
         let topo = Arc::clone(&self.topo);
-        for d in descs.iter().take(BATCH) {
+        for d in descs {
             let Some(f) = io.frame(d.addr, d.len) else {
                 io.free(d.addr);
                 continue;

@@ -360,3 +360,13 @@ fn prerouting_and_postrouting_run_around_forward() {
     assert_eq!(r.stats.get(Counter::DropRule), 3);
     assert_eq!(r.io.free_frames(), FRAMES as usize);
 }
+
+#[test]
+fn bursts_longer_than_a_batch_are_all_handled() {
+    let mut r = rig("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -p udp -j ACCEPT\nCOMMIT\n");
+    let frames: Vec<Vec<u8>> = (0..200).map(|i| udp(1000 + i)).collect();
+    r.rx(0, &frames);
+    assert_eq!(r.io.take_sent(1), frames);
+    assert_eq!(r.rule_packets(), vec![200]);
+    assert_eq!(r.io.free_frames(), FRAMES as usize);
+}
