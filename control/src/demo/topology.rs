@@ -32,7 +32,11 @@ pub fn tool(name: &str) -> Result<PathBuf, String> {
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| format!("`{name}' not found in PATH"))
+        .ok_or_else(|| {
+            format!(
+                "`{name}' not found in PATH (as root, tools/scripts/ensure-system-deps.sh installs it)"
+            )
+        })
 }
 
 /// Runs `prog args` (stdin closed); an error carries the command line and its stderr.
