@@ -450,3 +450,27 @@ fn e2e_start_errors_are_clear_and_leave_nothing_behind() {
     r.start(ACCEPT_ALL, "");
     assert_eq!(r.stop().code, 0);
 }
+
+#[test]
+fn e2e_generic_xdp_mode() {
+    require_e2e!();
+    let mut r = Rig::new(1);
+    let notes = r.start(ACCEPT_ALL, "xdp_mode = \"generic\"");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("XDP attached in generic mode")),
+        "{notes:?}"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let srv = echo_server(&r.s, SERVER_IP, 7, Arc::clone(&stop));
+    let tcp = Rig::in_ns(&r.c, || tcp_echo(SERVER_IP, 7, 256 * 1024));
+    let udp = Rig::in_ns(&r.c, || udp_echoes(SERVER_IP, 7, 50));
+    stop.store(true, Ordering::Relaxed);
+    srv.join().unwrap();
+    let out = r.stop();
+    assert_eq!(tcp, Ok(()));
+    assert_eq!(udp, 50);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("lost 0"), "{}", out.stderr);
+}
