@@ -432,6 +432,7 @@ fn start_packet(
         tap,
         idle: cfg.idle,
         handoff_in: Vec::new(),
+        iterations: 0,
     };
     let h = spawn(wk, cfg.cores.first().copied().flatten(), &stop)?;
     Ok(outlets.running(stop, vec![h], Vec::new(), notes))
@@ -608,6 +609,7 @@ fn start_xdp(
             tap: if w == 0 { tap.clone() } else { None },
             idle: cfg.idle,
             handoff_in: consumers.next().unwrap_or_default(),
+            iterations: 0,
         });
     }
     // Queue → socket slots, then attach.
