@@ -117,7 +117,10 @@ impl<I: PortIo> Worker<I> {
         // The TAP costs a system call per look: every 16th iteration is often enough for the
         // box's own traffic.
         self.iterations = self.iterations.wrapping_add(1);
-        let tap = self.tap.clone().filter(|_| self.iterations % 16 == 0);
+        let tap = self
+            .tap
+            .clone()
+            .filter(|_| self.iterations.is_multiple_of(16));
         if let Some(tap) = tap {
             let mut n = 0;
             while n < BATCH {
