@@ -15,6 +15,7 @@
 use crate::daemon_config::{self, DaemonConfig};
 use crate::grammar::save::save_table;
 use crate::logline::format_log_line;
+use crate::logsink::LineSink;
 use crate::restore::{restore, RestoreOptions};
 use classifier::compile::{CompiledRuleset, TreeParams};
 use classifier::{LogTarget, RuleId, Ruleset, Target};
@@ -73,20 +74,20 @@ pub fn log_targets(rs: &Ruleset) -> HashMap<RuleId, LogTarget> {
     m
 }
 
-/// Writes the lines of every record waiting in `rings`.
+/// Writes the lines of every record waiting in `rings` (each with its rule's log level).
 pub fn drain_logs(
     rings: &mut [rtrb::Consumer<LogRecord>],
     targets: &HashMap<RuleId, LogTarget>,
-    out: &mut dyn Write,
+    out: &mut dyn LineSink,
 ) {
     for ring in rings.iter_mut() {
         while let Ok(rec) = ring.pop() {
             if let Some(t) = targets.get(&rec.rule) {
-                let _ = writeln!(out, "{}", format_log_line(&rec, t));
+                out.line(t.level, &format_log_line(&rec, t));
             }
         }
     }
-    let _ = out.flush();
+    out.flush_lines();
 }
 
 /// The dataplane counters summed over workers, one `name value` per line (zeros left out).
@@ -113,16 +114,7 @@ fn run(config_path: &str) -> Result<i32, String> {
         dataplane::worker::now_ns(),
         &TreeParams::default(),
     ));
-    let mut log_out: Box<dyn Write> = match &cfg.log_file {
-        Some(p) => Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| format!("cannot open log_file {p}: {e}"))?,
-        ),
-        None => Box::new(std::io::stderr()),
-    };
+    let mut log_out = crate::logsink::open(cfg.log_file.as_deref())?;
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&term))
@@ -138,7 +130,7 @@ fn run(config_path: &str) -> Result<i32, String> {
     }
     eprintln!("pollwall: ready");
     while !term.load(Ordering::Relaxed) {
-        drain_logs(&mut running.logs, &targets, &mut log_out);
+        drain_logs(&mut running.logs, &targets, log_out.as_mut());
         if dump.swap(false, Ordering::Relaxed) {
             // Live counters, summed over the workers' shards while they run.
             let mut live = rs.clone();
@@ -164,7 +156,7 @@ fn run(config_path: &str) -> Result<i32, String> {
     let mut logs = std::mem::take(&mut running.logs);
     let shards = running.stats.clone();
     let exits = running.stop();
-    drain_logs(&mut logs, &targets, &mut log_out);
+    drain_logs(&mut logs, &targets, log_out.as_mut());
     let mut lost = 0;
     for e in &exits {
         let r = e.report;

@@ -12,7 +12,8 @@
 //! frame_size = 2048                  # 2048 or 4096
 //! rx_ring = 0                        # per socket; 0 = derived from frames
 //! tx_ring = 0
-//! log_file = "-"                     # where LOG lines go ("-" = stderr)
+//! log_file = "-"                     # LOG lines: "-" = stderr, a file, "syslog" (/dev/log,
+//!                                    #   the rule's --log-level as severity), "syslog:/socket"
 //! queue_len = 1024                   # QUEUE/NFQUEUE ring per worker
 //! tap = "pwtap0"                     # optional: the exception path's TAP interface
 //! backend = "auto"                  # "auto" (AF_XDP, else AF_PACKET with a warning) | "af_xdp" | "af_packet"

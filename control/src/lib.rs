@@ -14,6 +14,7 @@ pub mod exec;
 pub mod grammar;
 pub mod help;
 pub mod logline;
+pub mod logsink;
 pub mod names;
 pub mod replay;
 pub mod restore;
