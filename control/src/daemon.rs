@@ -1,4 +1,4 @@
-//! `pollwall daemon --config FILE`: loads the rules file, compiles it, starts the AF_XDP
+//! `pollwall daemon --config FILE [--check]`: loads the rules file, compiles it, starts the AF_XDP
 //! dataplane (workers pinned to the configured cores), writes the LOG lines the workers' records
 //! describe, and stops cleanly on SIGTERM or SIGINT: workers drain and account for every frame,
 //! XDP programs are detached, and the final counters are printed as `iptables-save -c`.
@@ -8,6 +8,8 @@
 //! run) on stdout in `iptables-save -c` form, and the dataplane counters on stderr; at the end one `worker N: ...` accounting line per worker and the
 //! dataplane counters on stderr, the ruleset with its counters on stdout. Exit code 0, or 1 when
 //! start-up failed or a frame was lost.
+//!
+//! `--check` only parses the configuration and compiles the rules, and says what it would run.
 //!
 //! Live rule updates and the control socket are the daemon issue's; here the ruleset is fixed
 //! at start.
@@ -27,11 +29,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const USAGE: &str = "usage: pollwall daemon --config FILE";
+const USAGE: &str = "usage: pollwall daemon --config FILE [--check]";
 
 pub fn main(args: &[String]) -> i32 {
-    let cfg = match args {
-        [flag, file] if flag == "--config" => file,
+    let (cfg, check) = match args {
+        [flag, file] if flag == "--config" => (file, false),
+        [flag, file, c] | [c, flag, file] if flag == "--config" && c == "--check" => (file, true),
         [flag] if flag == "-h" || flag == "--help" => {
             println!("{USAGE}");
             return 0;
@@ -41,13 +44,48 @@ pub fn main(args: &[String]) -> i32 {
             return 2;
         }
     };
-    match run(cfg) {
+    let r = if check { check_config(cfg) } else { run(cfg) };
+    match r {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pollwall daemon: {e}");
             1
         }
     }
+}
+
+/// `--check`: parses the configuration, loads and compiles the rules, and says what the daemon
+/// would run, without touching any interface (like `nginx -t`).
+fn check_config(config_path: &str) -> Result<i32, String> {
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| format!("cannot read {config_path}: {e}"))?;
+    let cfg = daemon_config::parse(&text).map_err(|e| format!("{config_path}: {e}"))?;
+    let rs = load_rules(&cfg.rules)?;
+    let t0 = std::time::Instant::now();
+    let compiled = CompiledRuleset::compile(&rs, 0, &TreeParams::default());
+    let rules: usize = rs
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .map(|c| c.rules.len())
+        .sum();
+    let dp = &cfg.dataplane;
+    let bridges: Vec<String> = dp
+        .bridges
+        .iter()
+        .map(|(a, b)| format!("{a}<->{b}"))
+        .collect();
+    println!(
+        "{config_path}: ok: {rules} rules from {} compiled in {:.1} ms ({} bytes); bridges {}; {} worker(s); {} frames of {} B per worker",
+        cfg.rules,
+        t0.elapsed().as_secs_f64() * 1e3,
+        compiled.memory_bytes(),
+        bridges.join(", "),
+        dp.cores.len().max(1),
+        dp.frames_per_worker,
+        dp.frame_size
+    );
+    Ok(0)
 }
 
 /// Loads and compiles `cfg.rules`.

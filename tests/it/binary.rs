@@ -291,3 +291,65 @@ fn iptables_save_to_a_file() {
         "{text}"
     );
 }
+
+/// `pollwall daemon --config F --check`: a good configuration and rules file pass (and say what
+/// would run) without touching any interface; a bad key, a bad rules file and a bad usage fail
+/// with a clear message (no root needed).
+#[test]
+fn daemon_check_validates_config_and_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.v4");
+    std::fs::write(
+        &rules,
+        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp --dport 22 -j ACCEPT\nCOMMIT\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("pollwall.toml");
+    let write_cfg = |extra: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "rules = \"{}\"\ncores = [0, 1]\n{extra}\n[[bridge]]\nports = [\"pwx0\", \"pwx1\"]\n",
+                rules.display()
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        run_with(
+            &exe(),
+            &["daemon", "--config", cfg.to_str().unwrap(), "--check"],
+            None,
+        )
+    };
+    write_cfg("");
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(": ok: 1 rules")
+            && stdout.contains("pwx0<->pwx1")
+            && stdout.contains("2 worker(s)"),
+        "{stdout}"
+    );
+    write_cfg("idel = \"busy\"");
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("idel"));
+    write_cfg("");
+    std::fs::write(&rules, "*filter\n-A NOPE -j ACCEPT\nCOMMIT\n").unwrap();
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rules.v4"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_with(&exe(), &["daemon"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: pollwall daemon --config FILE"));
+}
