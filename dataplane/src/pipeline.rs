@@ -610,8 +610,12 @@ impl Pipeline {
             Group::Pre => {
                 let f = io.frame(d.addr, d.len).unwrap_or(&[]);
                 let dst_mac = f.get(..6).unwrap_or(&[]);
-                match route::decide(&self.topo, usize::from(gb.port[i]), dst_mac, &gb.h[i]) {
-                    Route::Forward { egress } => {
+                let route = route::decide(&self.topo, usize::from(gb.port[i]), dst_mac, &gb.h[i]);
+                if let Route::Both { .. } = route {
+                    self.local_copy(io, i, d, mark);
+                }
+                match route {
+                    Route::Forward { egress } | Route::Both { egress } => {
                         let out_iface =
                             self.topo.ports.get(egress).map_or(IfName::NONE, |p| p.name);
                         let gb = &mut self.groups[Group::Pre as usize];
@@ -652,6 +656,25 @@ impl Pipeline {
                 io.free(d.addr);
             }
         }
+    }
+
+    /// A copy of broadcast/multicast packet `i` of PREROUTING for the box itself (INPUT).
+    fn local_copy<I: FrameIo>(&mut self, io: &mut I, i: usize, d: XdpDesc, mark: Option<u32>) {
+        if self.tap.is_none() {
+            return;
+        }
+        let copy = io.build_from(d.addr, d.len, |src, dst| {
+            let n = src.len().min(dst.len());
+            dst[..n].copy_from_slice(&src[..n]);
+            Some(n)
+        });
+        let Ok(Some(c)) = copy else {
+            self.stats.add(Counter::TxNoFrame, 1);
+            return;
+        };
+        self.pass(Group::Pre, i, Group::Input, mark);
+        let gb = &mut self.groups[Group::Input as usize];
+        gb.d[gb.n - 1] = c;
     }
 
     fn act<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, v: Verdict, mark: Option<u32>) {

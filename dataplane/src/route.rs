@@ -14,16 +14,18 @@ pub enum Route {
     Forward { egress: usize },
     /// To the box itself: INPUT, then the TAP.
     Local,
+    /// A broadcast or multicast frame: FORWARD out of `egress`, and a copy through INPUT to
+    /// the box (what a bridge with a local port does).
+    Both { egress: usize },
 }
 
 /// Bridge mode's decision for a frame received on `ingress` with destination MAC `dst_mac`.
 #[inline]
 pub fn decide(topo: &Topology, ingress: usize, dst_mac: &[u8], _h: &Headers) -> Route {
-    if topo.local_mac.is_some_and(|m| dst_mac == m) {
-        Route::Local
-    } else {
-        Route::Forward {
-            egress: topo.ports.get(ingress).map_or(ingress, |p| p.peer),
-        }
+    let egress = topo.ports.get(ingress).map_or(ingress, |p| p.peer);
+    match topo.local_mac {
+        Some(m) if dst_mac == m => Route::Local,
+        Some(_) if dst_mac.first().is_some_and(|b| b & 1 != 0) => Route::Both { egress },
+        _ => Route::Forward { egress },
     }
 }

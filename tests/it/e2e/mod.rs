@@ -289,7 +289,7 @@ fn e2e_exception_path_to_the_box_itself() {
     require_e2e!();
     let mut r = Rig::new(1);
     let rules = "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
-        -A INPUT -p tcp --dport 7777 -j ACCEPT\nCOMMIT\n";
+        -A INPUT -p tcp --dport 7777 -j ACCEPT\n-A INPUT -p udp --dport 9999 -j ACCEPT\nCOMMIT\n";
     r.start(rules, "tap = \"pwtap0\"");
     r.f.exec_ok(
         "ip",
@@ -304,6 +304,30 @@ fn e2e_exception_path_to_the_box_itself() {
     r.f.exec_ok("ip", &["link", "set", "pwtap0", "up"]);
     let stop = Arc::new(AtomicBool::new(false));
     let srv = echo_server(&r.f, rig::BOX_IP, 7777, Arc::clone(&stop));
+    // A broadcast datagram reaches the box (a copy through INPUT) and the wire (FORWARD).
+    let (btx, brx) = std::sync::mpsc::channel();
+    let listener = rig::spawn_in_ns(&r.f, move || {
+        let u = UdpSocket::bind(("0.0.0.0", 9999)).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        btx.send(()).unwrap();
+        let mut buf = [0u8; 64];
+        u.recv(&mut buf).map(|n| buf[..n].to_vec()).ok()
+    });
+    brx.recv_timeout(Duration::from_secs(2)).unwrap();
+    Rig::in_ns(&r.c, || {
+        let u = UdpSocket::bind((CLIENT_IP, 0)).unwrap();
+        u.set_broadcast(true).unwrap();
+        for _ in 0..3 {
+            u.send_to(b"pw-bcast", ("10.9.0.255", 9999)).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let got = listener.join().unwrap();
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"pw-bcast"[..]),
+        "broadcast to the box"
+    );
     let (ok, refused) = Rig::in_ns(&r.c, || {
         let ok = tcp_echo(rig::BOX_IP, 7777, 10_000);
         let refused = std::net::TcpStream::connect_timeout(
@@ -335,6 +359,7 @@ fn e2e_exception_path_to_the_box_itself() {
         "{}",
         out.stderr
     );
+    assert!(out.rule_packets("--dport 9999") >= 1, "{}", out.stdout);
 }
 
 #[test]
