@@ -63,42 +63,17 @@ impl GenReport {
     }
 }
 
-fn checksum(init: u32, data: &[u8]) -> u16 {
-    use classifier::wire::checksum as cs;
-    !cs::combine(&[cs::fold(u64::from(init)), cs::data(data)])
-}
-
-/// One UDP frame of flow `sport`, `size` bytes long.
+/// One UDP frame of flow `sport`, `size` bytes long (DF set, TTL 64, checksums filled).
 pub fn udp_frame(cfg: &GenConfig, sport: u16) -> Vec<u8> {
-    let size = cfg.size.max(42);
-    let ip_len = size - 14;
-    let udp_len = ip_len - 20;
-    let mut f = vec![0u8; size];
-    f[0..6].copy_from_slice(&cfg.dst_mac);
-    f[6..12].copy_from_slice(&cfg.src_mac);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-    ip[6] = 0x40; // DF
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&cfg.src_ip.octets());
-    ip[16..20].copy_from_slice(&cfg.dst_ip.octets());
-    let c = checksum(0, ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let (s, d) = (u32::from(cfg.src_ip), u32::from(cfg.dst_ip));
-    let u = &mut f[34..];
-    u[0..2].copy_from_slice(&sport.to_be_bytes());
-    u[2..4].copy_from_slice(&cfg.dport.to_be_bytes());
-    u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    let pseudo = (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff) + 17 + udp_len as u32;
-    let c = match checksum(pseudo, u) {
-        0 => 0xffff,
-        c => c,
+    use classifier::wire::{build, ethernet::EtherType, ipv4};
+    let payload = vec![0u8; cfg.size.max(42) - 42];
+    let l4 = build::udp(cfg.src_ip, cfg.dst_ip, sport, cfg.dport, &payload);
+    let ip = ipv4::Repr {
+        dont_frag: true,
+        ..ipv4::Repr::new(cfg.src_ip, cfg.dst_ip, ipv4::IpProtocol::UDP, 0, 64)
     };
-    u[6..8].copy_from_slice(&c.to_be_bytes());
-    f
+    let datagram = build::ipv4(ip, &l4);
+    build::ethernet(cfg.dst_mac, cfg.src_mac, EtherType::IPV4, &datagram, 0)
 }
 
 fn ifindex(name: &str) -> io::Result<u32> {
@@ -242,11 +217,11 @@ mod tests {
             let h = classifier::wire::headers::parse_ethernet(&f).expect("a valid IPv4 frame");
             assert_eq!(h.ports(), Some((1234, 9)));
             assert_eq!(usize::from(h.ip_len), size - 14);
-            let s = u32::from(cfg.src_ip);
-            let d = u32::from(cfg.dst_ip);
-            let pseudo =
-                (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff) + 17 + (size - 34) as u32;
-            assert_eq!(checksum(pseudo, &f[34..]), 0, "UDP checksum verifies");
+            let udp = classifier::wire::udp::Packet::new_checked(&f[34..]).unwrap();
+            assert!(
+                udp.verify_checksum(cfg.src_ip, cfg.dst_ip),
+                "UDP checksum verifies"
+            );
         }
     }
 }

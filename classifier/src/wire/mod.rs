@@ -18,6 +18,7 @@
 
 use core::fmt;
 
+pub mod build;
 pub mod ethernet;
 pub mod headers;
 pub mod icmp;

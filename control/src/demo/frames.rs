@@ -2,6 +2,8 @@
 //! demo's client (10.9.0.1) and server (10.9.0.2), and the few field readers the run uses to
 //! say what came out of the pipeline.
 
+use classifier::wire::{build, ipv4, tcp};
+
 pub const CLIENT: u32 = 0x0a09_0001;
 pub const SERVER: u32 = 0x0a09_0002;
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0x70, 0x77, 0, 0, 1];
@@ -12,70 +14,42 @@ pub const RST: u8 = 0x04;
 pub const PSH_ACK: u8 = 0x18;
 pub const SYN_ACK: u8 = 0x12;
 
-/// Internet checksum of `data` on top of the partial sum `init`.
-fn checksum(init: u32, data: &[u8]) -> u16 {
-    use classifier::wire::checksum as cs;
-    !cs::combine(&[cs::fold(u64::from(init)), cs::data(data)])
-}
-
-fn pseudo(src: u32, dst: u32, proto: u8, len: usize) -> u32 {
-    (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff) + u32::from(proto) + len as u32
-}
-
 /// An Ethernet frame carrying `l4` from `src` to `dst` (MACs of the client or server), padded to
 /// the 60-byte minimum.
 fn ethernet(src: u32, dst: u32, proto: u8, l4: &[u8]) -> Vec<u8> {
     let mac = |a| if a == CLIENT { CLIENT_MAC } else { SERVER_MAC };
-    let mut f = Vec::with_capacity(64.max(34 + l4.len()));
-    f.extend_from_slice(&mac(dst));
-    f.extend_from_slice(&mac(src));
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    let total = (20 + l4.len()) as u16;
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-    f.extend_from_slice(&src.to_be_bytes());
-    f.extend_from_slice(&dst.to_be_bytes());
-    let c = checksum(0, &f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(l4);
-    if f.len() < 60 {
-        f.resize(60, 0);
-    }
-    f
+    let ip = ipv4::Repr {
+        ident: 0x1234,
+        dont_frag: true,
+        ..ipv4::Repr::new(src.into(), dst.into(), ipv4::IpProtocol(proto), 0, 64)
+    };
+    build::ipv4_frame(mac(dst), mac(src), ip, l4)
 }
 
 /// A TCP segment in a frame.
 pub fn tcp(src: u32, dst: u32, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = Vec::with_capacity(20 + payload.len());
-    t.extend_from_slice(&sport.to_be_bytes());
-    t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&0x1000_0000u32.to_be_bytes());
-    let ack = if flags & 0x10 != 0 { 0x2000_0000u32 } else { 0 };
-    t.extend_from_slice(&ack.to_be_bytes());
-    t.extend_from_slice(&[0x50, flags]);
-    t.extend_from_slice(&64240u16.to_be_bytes());
-    t.extend_from_slice(&[0, 0, 0, 0]);
-    t.extend_from_slice(payload);
-    let c = checksum(pseudo(src, dst, 6, t.len()), &t);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    ethernet(src, dst, 6, &t)
+    let repr = tcp::Repr {
+        src_port: sport,
+        dst_port: dport,
+        seq_number: 0x1000_0000,
+        ack_number: if flags & tcp::flags::ACK != 0 {
+            0x2000_0000
+        } else {
+            0
+        },
+        flags,
+        window_len: 64240,
+        urgent_at: 0,
+        options: &[],
+        payload,
+    };
+    ethernet(src, dst, 6, &build::tcp(&repr, src.into(), dst.into()))
 }
 
 /// A UDP datagram in a frame.
 pub fn udp(src: u32, dst: u32, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = Vec::with_capacity(8 + payload.len());
-    u.extend_from_slice(&sport.to_be_bytes());
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    let c = match checksum(pseudo(src, dst, 17, u.len()), &u) {
-        0 => 0xffff,
-        c => c,
-    };
-    u[6..8].copy_from_slice(&c.to_be_bytes());
-    ethernet(src, dst, 17, &u)
+    let l4 = build::udp(src.into(), dst.into(), sport, dport, payload);
+    ethernet(src, dst, 17, &l4)
 }
 
 /// The IPv4 protocol of a frame (None when too short or not IPv4).
