@@ -14,6 +14,7 @@ pub mod frames;
 pub mod io;
 pub mod log;
 pub mod mem;
+pub mod netdev;
 pub mod pcap;
 pub mod pcap_io;
 pub mod pipeline;

@@ -10,6 +10,7 @@ use crate::afxdp::{UmemLayout, XdpIo};
 use crate::bpf::{self, Link, Program, XskMap};
 use crate::io::PortIo;
 use crate::log::LogRecord;
+use crate::netdev::{self, ifindex, rx_queues};
 use crate::pipeline::{Handoff, Pipeline, Port, QueuedFrame, Sinks, Steering, Topology};
 use crate::stats::StatsShard;
 use crate::tap::Tap;
@@ -17,8 +18,6 @@ use crate::worker::{IdlePolicy, Worker, WorkerExit};
 use crate::xsk::{RingSizes, ZeroCopy};
 use classifier::compile::{CompiledRuleset, CounterShard};
 use classifier::packet::IfName;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -138,64 +137,6 @@ impl Running {
             })
             .collect()
     }
-}
-
-fn ifindex(name: &str) -> io::Result<u32> {
-    let c = std::ffi::CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
-    // SAFETY: `c` is a NUL-terminated string that outlives the call.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if i == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no interface `{name}' in this network namespace"),
-        ));
-    }
-    Ok(i)
-}
-
-/// RX queues of `name` (ETHTOOL_GCHANNELS; 1 when the driver does not say).
-pub fn rx_queues(name: &str) -> u32 {
-    #[repr(C)]
-    struct Channels([u32; 9]);
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; 16],
-        data: *mut Channels,
-        _pad: [u8; 16],
-    }
-    let mut ch = Channels([0; 9]);
-    ch.0[0] = 0x3c; // ETHTOOL_GCHANNELS
-    let mut req = IfReq {
-        name: [0; 16],
-        data: &mut ch,
-        _pad: [0; 16],
-    };
-    let b = name.as_bytes();
-    if b.len() > 15 {
-        return 1;
-    }
-    req.name[..b.len()].copy_from_slice(b);
-    // SAFETY: plain socket(2), checked and owned at once.
-    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if s < 0 {
-        return 1;
-    }
-    // SAFETY: fresh fd we own.
-    let sock = unsafe { OwnedFd::from_raw_fd(s) };
-    // SAFETY: SIOCETHTOOL reads `struct ifreq` whose data points at a live ethtool_channels.
-    let r = unsafe {
-        libc::ioctl(
-            sock.as_raw_fd(),
-            libc::SIOCETHTOOL as libc::c_ulong,
-            &mut req,
-        )
-    };
-    if r < 0 {
-        return 1;
-    }
-    // rx_count (veth and split-queue NICs) or combined_count (most NICs).
-    ch.0[5].max(ch.0[8]).max(1)
 }
 
 /// Raises RLIMIT_MEMLOCK's soft limit to the hard one; returns the soft limit in bytes (None:
@@ -480,7 +421,7 @@ fn start_xdp(
         let ifindex = ifindex(n).map_err(|e| e.to_string())?;
         // Copy mode puts a frame 256 bytes into its chunk; a longer frame would be dropped by
         // the kernel (counted only in XDP_STATISTICS), so refuse to start instead.
-        if let Ok(mtu) = crate::tap::mtu(n) {
+        if let Ok(mtu) = netdev::mtu(n) {
             let room = cfg.frame_size - crate::xsk::sys::XDP_PACKET_HEADROOM as u32;
             if mtu + 14 + 8 > room {
                 return Err(format!(

@@ -7,6 +7,7 @@
 //! or have GRO on, or the kernel drops redirected frames silently (DESIGN.md §7).
 
 use dataplane::bpf::Program;
+use dataplane::netdev::ifindex;
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,20 +75,6 @@ pub fn udp_frame(cfg: &GenConfig, sport: u16) -> Vec<u8> {
     };
     let datagram = build::ipv4(ip, &l4);
     build::ethernet(cfg.dst_mac, cfg.src_mac, EtherType::IPV4, &datagram, 0)
-}
-
-fn ifindex(name: &str) -> io::Result<u32> {
-    let c =
-        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is NUL-terminated and outlives the call.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if i == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no interface {name}"),
-        ));
-    }
-    Ok(i)
 }
 
 /// Sends from an AF_XDP socket's TX ring (copy mode) instead of live frames: the frames enter
