@@ -10,7 +10,7 @@
 use classifier::classbench::{parse_rules, trace};
 use classifier::compile::{CompiledRuleset, TreeParams};
 use classifier::eval::{RefEvaluator, Verdict};
-use classifier::packet::{CtInfo, Headers, IfName, PacketMeta};
+use classifier::packet::{Headers, IfName, PacketMeta};
 use classifier::{Hook, TableKind};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
@@ -22,14 +22,7 @@ fn shared() -> PathBuf {
 }
 
 fn meta(h: &Headers) -> PacketMeta {
-    PacketMeta {
-        in_iface: IfName::NONE,
-        out_iface: IfName::NONE,
-        ct: CtInfo::new_from(h),
-        mark: 0,
-        owner: None,
-        now_ns: 0,
-    }
+    PacketMeta::arriving(h, IfName::NONE, IfName::NONE, 0)
 }
 
 /// (name, rules text, packets).

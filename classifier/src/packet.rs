@@ -197,3 +197,18 @@ pub struct PacketMeta {
     /// Arrival time in nanoseconds (any monotonic origin): drives `limit`.
     pub now_ns: u64,
 }
+
+impl PacketMeta {
+    /// A packet arriving on `in_iface` for `out_iface` (either may be [`IfName::NONE`]) at
+    /// `now_ns`: NEW (what every packet is until connection tracking), no mark, no owner.
+    pub fn arriving(h: &Headers, in_iface: IfName, out_iface: IfName, now_ns: u64) -> PacketMeta {
+        PacketMeta {
+            in_iface,
+            out_iface,
+            ct: CtInfo::new_from(h),
+            mark: 0,
+            owner: None,
+            now_ns,
+        }
+    }
+}

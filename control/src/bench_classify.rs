@@ -14,7 +14,7 @@ use crate::restore::{restore, RestoreOptions};
 use classifier::classbench::{self, trace};
 use classifier::compile::{CompiledRuleset, FirstHit, TreeParams};
 use classifier::eval::RefEvaluator;
-use classifier::packet::{CtInfo, Headers, IfName, PacketMeta};
+use classifier::packet::{Headers, IfName, PacketMeta};
 use classifier::{Hook, Ruleset, TableKind};
 use std::time::Instant;
 
@@ -72,14 +72,7 @@ fn looks_like_classbench(path: &str) -> bool {
 }
 
 fn meta_for(h: &Headers) -> PacketMeta {
-    PacketMeta {
-        in_iface: IfName::NONE,
-        out_iface: IfName::NONE,
-        ct: CtInfo::new_from(h),
-        mark: 0,
-        owner: None,
-        now_ns: 0,
-    }
+    PacketMeta::arriving(h, IfName::NONE, IfName::NONE, 0)
 }
 
 /// Entry point; returns the exit code.

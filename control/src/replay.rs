@@ -17,7 +17,7 @@ use crate::grammar::save::save_table;
 use crate::restore::{restore, RestoreOptions};
 use classifier::compile::{CompiledRuleset, TreeParams};
 use classifier::eval::{Hit, Trace, Verdict};
-use classifier::packet::{CtInfo, IfName, PacketMeta};
+use classifier::packet::{IfName, PacketMeta};
 use classifier::wire::headers::{parse_ethernet, parse_ipv4};
 use classifier::{Hook, RuleId, Ruleset};
 use dataplane::pcap::PcapSlice;
@@ -177,14 +177,7 @@ fn run(args: &[String]) -> Result<(String, String), String> {
             }
         };
         let t0 = *first_ts.get_or_insert(frame.ts_ns);
-        let meta = PacketMeta {
-            in_iface,
-            out_iface,
-            ct: CtInfo::new_from(&h),
-            mark: 0,
-            owner: None,
-            now_ns: frame.ts_ns.saturating_sub(t0),
-        };
+        let meta = PacketMeta::arriving(&h, in_iface, out_iface, frame.ts_ns.saturating_sub(t0));
         let mut trace = Trace::default();
         let (v, _mark) = compiled.classify(a.hook, &h, &meta, &mut st, &mut trace);
         if a.verdicts {

@@ -20,7 +20,7 @@ use crate::xsk::XdpDesc;
 use classifier::compile::{BatchRecorder, CompiledRuleset, WorkerState};
 use classifier::eval::Verdict;
 use classifier::model::RejectWith;
-use classifier::packet::{CtInfo, Headers, IfName, PacketMeta};
+use classifier::packet::{Headers, IfName, PacketMeta};
 use classifier::wire::headers::parse_ethernet;
 use classifier::{Hook, RuleId};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -169,6 +169,17 @@ impl GroupBuf {
             egress: [0; BATCH],
             n: 0,
         }
+    }
+
+    /// Appends a packet (the caller keeps each group within [`BATCH`]).
+    fn push(&mut self, h: Headers, m: PacketMeta, d: XdpDesc, port: u8, egress: u8) {
+        let k = self.n;
+        self.h[k] = h;
+        self.m[k] = m;
+        self.d[k] = d;
+        self.port[k] = port;
+        self.egress[k] = egress;
+        self.n += 1;
     }
 }
 
@@ -414,20 +425,8 @@ impl Pipeline {
             }
             // [Fragment reassembly and connection tracking go here: after steering, in the
             //  flow's owner, before the hooks.]
-            let gb = &mut self.groups[Group::Pre as usize];
-            let k = gb.n;
-            gb.h[k] = h;
-            gb.m[k] = PacketMeta {
-                in_iface: p.name,
-                out_iface: IfName::NONE,
-                ct: CtInfo::new_from(&h),
-                mark: 0,
-                owner: None,
-                now_ns,
-            };
-            gb.d[k] = *d;
-            gb.port[k] = port as u8;
-            gb.n += 1;
+            let m = PacketMeta::arriving(&h, p.name, IfName::NONE, now_ns);
+            self.groups[Group::Pre as usize].push(h, m, *d, port as u8, 0);
         }
         if steer {
             self.stats.add(Counter::RxPackets, descs.len() as u64);
@@ -505,21 +504,9 @@ impl Pipeline {
                             self.run_group(io, Group::Output);
                             self.run_group(io, Group::Post);
                         }
-                        let gb = &mut self.groups[Group::Output as usize];
-                        let k = gb.n;
-                        gb.h[k] = h;
-                        gb.m[k] = PacketMeta {
-                            in_iface: IfName::NONE,
-                            out_iface: topo.ports[usize::from(ep)].name,
-                            ct: CtInfo::new_from(&h),
-                            mark: 0,
-                            owner: None,
-                            now_ns,
-                        };
-                        gb.d[k] = d;
-                        gb.port[k] = ep;
-                        gb.egress[k] = ep;
-                        gb.n += 1;
+                        let out = topo.ports[usize::from(ep)].name;
+                        let m = PacketMeta::arriving(&h, IfName::NONE, out, now_ns);
+                        self.groups[Group::Output as usize].push(h, m, d, ep, ep);
                     }
                 }
             }
@@ -536,14 +523,7 @@ impl Pipeline {
         if let Some(mark) = mark {
             m.mark = mark;
         }
-        let dst = &mut self.groups[to as usize];
-        let k = dst.n;
-        dst.h[k] = h;
-        dst.m[k] = m;
-        dst.d[k] = d;
-        dst.port[k] = port;
-        dst.egress[k] = egress;
-        dst.n += 1;
+        self.groups[to as usize].push(h, m, d, port, egress);
     }
 
     fn run_group<I: FrameIo>(&mut self, io: &mut I, g: Group) {

@@ -5,7 +5,7 @@
 use crate::common::shared_data;
 use classifier::classbench::{parse_rules, trace};
 use classifier::compile::{CompiledRuleset, FirstHit, TreeParams};
-use classifier::packet::{CtInfo, IfName, PacketMeta};
+use classifier::packet::{IfName, PacketMeta};
 use classifier::Hook;
 
 /// (mismatches, headers) for a rule text and a trace text.
@@ -18,14 +18,7 @@ fn run(rules: &str, trace_text: &str) -> (usize, usize) {
     let mut bad = 0;
     for t in &headers {
         let h = t.headers();
-        let meta = PacketMeta {
-            in_iface: IfName::NONE,
-            out_iface: IfName::NONE,
-            ct: CtInfo::new_from(&h),
-            mark: 0,
-            owner: None,
-            now_ns: 0,
-        };
+        let meta = PacketMeta::arriving(&h, IfName::NONE, IfName::NONE, 0);
         let mut first = FirstHit::default();
         compiled.classify(Hook::Forward, &h, &meta, &mut st, &mut first);
         let got = first.0.map_or(0, |id| id.0 as u32);
@@ -47,14 +40,7 @@ fn run(rules: &str, trace_text: &str) -> (usize, usize) {
         .iter()
         .map(|t| {
             let h = t.headers();
-            let meta = PacketMeta {
-                in_iface: IfName::NONE,
-                out_iface: IfName::NONE,
-                ct: CtInfo::new_from(&h),
-                mark: 0,
-                owner: None,
-                now_ns: 0,
-            };
+            let meta = PacketMeta::arriving(&h, IfName::NONE, IfName::NONE, 0);
             (h, meta)
         })
         .unzip();
@@ -124,14 +110,7 @@ fn large_sets_agree_with_the_reference() {
         let mut st = compiled.new_state();
         let mut reference = classifier::eval::RefEvaluator::new(&rs, 0);
         for h in &packets {
-            let meta = PacketMeta {
-                in_iface: IfName::NONE,
-                out_iface: IfName::NONE,
-                ct: CtInfo::new_from(h),
-                mark: 0,
-                owner: None,
-                now_ns: 0,
-            };
+            let meta = PacketMeta::arriving(h, IfName::NONE, IfName::NONE, 0);
             let mut got = classifier::eval::Trace::default();
             let (v, mark) = compiled.classify(Hook::Forward, h, &meta, &mut st, &mut got);
             got.verdict = Some(v);
