@@ -57,10 +57,7 @@ pub fn main(args: &[String]) -> i32 {
 /// `--check`: parses the configuration, loads and compiles the rules, and says what the daemon
 /// would run, without touching any interface (like `nginx -t`).
 fn check_config(config_path: &str) -> Result<i32, String> {
-    let text = std::fs::read_to_string(config_path)
-        .map_err(|e| format!("cannot read {config_path}: {e}"))?;
-    let cfg = daemon_config::parse(&text).map_err(|e| format!("{config_path}: {e}"))?;
-    let rs = load_rules(&cfg.rules)?;
+    let (cfg, rs) = load(config_path)?;
     let t0 = std::time::Instant::now();
     let compiled = CompiledRuleset::compile(&rs, 0, &TreeParams::default());
     let rules: usize = rs
@@ -140,12 +137,17 @@ pub fn stats_lines(shards: &[Arc<StatsShard>]) -> String {
     s
 }
 
-fn run(config_path: &str) -> Result<i32, String> {
+/// The configuration at `config_path` and the ruleset its `rules` file holds.
+fn load(config_path: &str) -> Result<(DaemonConfig, Ruleset), String> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| format!("cannot read {config_path}: {e}"))?;
-    let cfg: DaemonConfig =
-        daemon_config::parse(&text).map_err(|e| format!("{config_path}: {e}"))?;
-    let mut rs = load_rules(&cfg.rules)?;
+    let cfg = daemon_config::parse(&text).map_err(|e| format!("{config_path}: {e}"))?;
+    let rs = load_rules(&cfg.rules)?;
+    Ok((cfg, rs))
+}
+
+fn run(config_path: &str) -> Result<i32, String> {
+    let (cfg, mut rs) = load(config_path)?;
     let targets = log_targets(&rs);
     let compiled = Arc::new(CompiledRuleset::compile(
         &rs,
