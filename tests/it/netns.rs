@@ -156,8 +156,7 @@ impl Netns {
     /// Moves the calling thread into this namespace (`setns(CLONE_NEWNET)`); for use on a
     /// dedicated `std::thread` that ends afterwards (sockets it opens then live in this namespace).
     pub fn enter_on_this_thread(&self) -> io::Result<()> {
-        let f = File::open(format!("/run/netns/{}", self.name))?;
-        setns_net(&f)
+        enter_on_this_thread(&self.name)
     }
 }
 
@@ -178,6 +177,13 @@ impl Drop for Netns {
             Err(e) => eprintln!("warning: ip netns del {}: {e}", self.name),
         }
     }
+}
+
+/// Moves the calling thread into the named namespace `name` (see
+/// [`Netns::enter_on_this_thread`]; for threads that cannot borrow the `Netns`).
+pub fn enter_on_this_thread(name: &str) -> io::Result<()> {
+    let f = File::open(format!("/run/netns/{name}"))?;
+    setns_net(&f)
 }
 
 fn setns_net(f: &File) -> io::Result<()> {

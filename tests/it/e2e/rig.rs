@@ -172,12 +172,8 @@ impl Rig {
             self.path("log").display()
         );
         std::fs::write(self.path("config.toml"), cfg).unwrap();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", self.f.name()])
-            .arg(env!("CARGO_BIN_EXE_pollwall-under-test"))
-            .args(["daemon", "--config"])
-            .arg(self.path("config.toml"))
-            .stdin(Stdio::null())
+        let mut child = self
+            .daemon_command()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -228,18 +224,22 @@ impl Rig {
             self.path("rules").display()
         );
         std::fs::write(self.path("config.toml"), cfg).unwrap();
-        let out = Command::new("ip")
-            .args(["netns", "exec", self.f.name()])
-            .arg(env!("CARGO_BIN_EXE_pollwall-under-test"))
-            .args(["daemon", "--config"])
-            .arg(self.path("config.toml"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = self.daemon_command().output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// `pollwall daemon --config DIR/config.toml` in the firewall namespace, stdin closed.
+    fn daemon_command(&self) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", self.f.name()])
+            .arg(env!("CARGO_BIN_EXE_pollwall-under-test"))
+            .args(["daemon", "--config"])
+            .arg(self.path("config.toml"))
+            .stdin(Stdio::null());
+        c
     }
 
     /// Sends `sig` to the running daemon.
@@ -287,17 +287,7 @@ impl Rig {
 
     /// Runs `f` on a thread inside namespace `ns`.
     pub fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let name = ns.name().to_string();
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-            use std::os::fd::AsRawFd;
-            // SAFETY: `file` is an open netns file; setns changes only this thread's namespace.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .unwrap()
+        spawn_in_ns(ns, f).join().unwrap()
     }
 }
 
@@ -317,11 +307,7 @@ pub fn spawn_in_ns<T: Send + 'static>(
 ) -> std::thread::JoinHandle<T> {
     let name = ns.name().to_string();
     std::thread::spawn(move || {
-        let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-        use std::os::fd::AsRawFd;
-        // SAFETY: `file` is an open netns file; setns changes only this thread's namespace.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        crate::netns::enter_on_this_thread(&name).expect("setns into the test's namespace");
         f()
     })
 }
