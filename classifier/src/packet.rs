@@ -90,6 +90,21 @@ pub struct Headers {
 }
 
 impl Headers {
+    /// A synthesized header for classification (trace and sampled packets): an unfragmented
+    /// 64-byte datagram without options, TTL 64, from no Ethernet port.
+    pub fn synthetic(src: u32, dst: u32, proto: u8, l4: L4) -> Headers {
+        Headers {
+            src,
+            dst,
+            proto,
+            ip_len: 64,
+            ttl: 64,
+            ihl_bytes: 20,
+            l4,
+            ..Headers::default()
+        }
+    }
+
     /// Source and destination ports when the L4 readout has them (for keys and multiport).
     pub fn ports(&self) -> Option<(u16, u16)> {
         match self.l4 {

@@ -78,24 +78,7 @@ pub fn sample_packets(chain: &Chain, n: usize) -> Vec<Headers> {
             },
             _ => L4::None,
         };
-        out.push(Headers {
-            src,
-            dst,
-            proto: proto as u8,
-            ip_len: 64,
-            frag_off: 0,
-            more_frags: false,
-            dont_frag: false,
-            tos: 0,
-            ttl: 64,
-            ip_id: 0,
-            ihl_bytes: 20,
-            l4,
-            src_mac: None,
-            dst_mac: None,
-            vlan: None,
-            l3_offset: 0,
-        });
+        out.push(Headers::synthetic(src, dst, proto as u8, l4));
     }
     out
 }

@@ -99,24 +99,7 @@ impl TraceHeader {
             },
             _ => L4::None,
         };
-        Headers {
-            src: self.src,
-            dst: self.dst,
-            proto: self.proto,
-            ip_len: 64,
-            frag_off: 0,
-            more_frags: false,
-            dont_frag: false,
-            tos: 0,
-            ttl: 64,
-            ip_id: 0,
-            ihl_bytes: 20,
-            l4,
-            src_mac: None,
-            dst_mac: None,
-            vlan: None,
-            l3_offset: 0,
-        }
+        Headers::synthetic(self.src, self.dst, self.proto, l4)
     }
 }
 
