@@ -95,7 +95,6 @@ fn ctx(what: String, e: io::Error) -> io::Error {
 /// An XSKMAP: RX queue index → AF_XDP socket.
 pub struct XskMap {
     fd: OwnedFd,
-    entries: u32,
 }
 
 impl XskMap {
@@ -108,10 +107,7 @@ impl XskMap {
             .name(28, name);
         let fd =
             bpf(BPF_MAP_CREATE, &mut a).map_err(|e| ctx(format!("BPF_MAP_CREATE {name}"), e))?;
-        Ok(XskMap {
-            fd: owned(fd),
-            entries,
-        })
+        Ok(XskMap { fd: owned(fd) })
     }
 
     /// Points queue `queue`'s slot at socket `xsk`.
@@ -135,10 +131,6 @@ impl XskMap {
         a.u32(0, self.fd.as_raw_fd() as u32)
             .u64(8, &key as *const u32 as u64);
         let _ = bpf(BPF_MAP_DELETE_ELEM, &mut a);
-    }
-
-    pub fn entries(&self) -> u32 {
-        self.entries
     }
 }
 

@@ -1,6 +1,6 @@
 //! The in-memory backend: frames live in a heap frame store cut into chunks like a UMEM, tests and
 //! benches inject frames as if a port received them, and what the pipeline transmits is either
-//! captured per port (tests) or counted and recycled at once (benches, no allocation).
+//! captured per port (tests) or recycled at once (benches, no allocation).
 
 use crate::frames::HeapFrames;
 use crate::io::{FrameIo, NoFreeFrame};
@@ -10,7 +10,6 @@ pub struct MemIo {
     store: HeapFrames,
     capture: bool,
     sent: Vec<Vec<Vec<u8>>>,
-    tx_count: Vec<u64>,
 }
 
 impl MemIo {
@@ -21,7 +20,6 @@ impl MemIo {
             store: HeapFrames::new(frames, frame_size),
             capture,
             sent: vec![Vec::new(); ports],
-            tx_count: vec![0; ports],
         }
     }
 
@@ -46,11 +44,6 @@ impl MemIo {
             .get_mut(port)
             .map(std::mem::take)
             .unwrap_or_default()
-    }
-
-    /// Frames sent per port (both modes).
-    pub fn tx_count(&self, port: usize) -> u64 {
-        self.tx_count.get(port).copied().unwrap_or(0)
     }
 
     /// Chunks on the free list (all of them when no frame is in flight).
@@ -78,9 +71,6 @@ impl FrameIo for MemIo {
     }
 
     fn tx(&mut self, port: usize, d: XdpDesc) {
-        if let Some(n) = self.tx_count.get_mut(port) {
-            *n += 1;
-        }
         if self.capture {
             if let (Some(f), Some(s)) = (
                 self.store.frame(d.addr, d.len).map(<[u8]>::to_vec),

@@ -124,19 +124,6 @@ impl Running {
         }
         exits
     }
-
-    /// Interfaces and how their program is attached.
-    pub fn attached(&self) -> Vec<(String, &'static str)> {
-        self.ports
-            .iter()
-            .map(|p| {
-                (
-                    p.name.clone(),
-                    p.link.as_ref().map_or("detached", |l| l.mode.name()),
-                )
-            })
-            .collect()
-    }
 }
 
 /// Raises RLIMIT_MEMLOCK's soft limit to the hard one; returns the soft limit in bytes (None:

@@ -277,19 +277,10 @@ impl Tree {
         &self.leaf_rules[n.first as usize..(n.first + n.len) as usize]
     }
 
-    /// Looks up a batch of keys together: every key advances one level per pass and the next
-    /// node of each is prefetched, so the cache misses of the batch overlap (DPDK ACL's
-    /// interleaving). `out[i]` receives the candidates of `keys[i]`.
-    pub fn lookup_batch<'t>(&'t self, keys: &[Key], out: &mut [&'t [LeafEntry]]) {
-        const MAX: usize = 64;
-        let n = keys.len().min(out.len()).min(MAX);
-        let mut cur = [0u32; MAX];
-        while self.step_batch(&keys[..n], &mut cur[..n]) > 0 {}
-        self.finish_batch(&cur[..n], &mut out[..n]);
-    }
-
     /// One level of a batch lookup: every key not yet at a leaf moves to its child, which is
-    /// prefetched. `cur` starts at 0 (the root). Returns how many keys moved.
+    /// prefetched, so the cache misses of the batch overlap (DPDK ACL's interleaving). `cur`
+    /// starts at 0 (the root). Returns how many keys moved; [`Tree::finish_batch`] then gives
+    /// each key's candidates.
     #[inline]
     pub fn step_batch(&self, keys: &[Key], cur: &mut [u32]) -> usize {
         let mut live = 0;

@@ -40,7 +40,6 @@ pub struct XskSocket {
     pub fill: ProdRing<u64>,
     pub comp: ConsRing<u64>,
     zero_copy: bool,
-    ifindex: u32,
     queue: u32,
 }
 
@@ -169,7 +168,6 @@ impl XskSocket {
             fill,
             comp,
             zero_copy,
-            ifindex,
             queue,
         })
     }
@@ -180,10 +178,6 @@ impl XskSocket {
 
     pub fn zero_copy(&self) -> bool {
         self.zero_copy
-    }
-
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
     }
 
     pub fn queue(&self) -> u32 {
