@@ -117,10 +117,10 @@ impl<I: PortIo> Worker<I> {
         // The TAP costs a system call per look: every 16th iteration is often enough for the
         // box's own traffic.
         self.iterations = self.iterations.wrapping_add(1);
-        let tap = self
-            .tap
-            .clone()
-            .filter(|_| self.iterations.is_multiple_of(16));
+        let tap = match &self.tap {
+            Some(t) if self.iterations.is_multiple_of(16) => Some(Arc::clone(t)),
+            _ => None,
+        };
         if let Some(tap) = tap {
             let mut n = 0;
             while n < BATCH {
