@@ -367,25 +367,25 @@ impl Pipeline {
                 io.free(d.addr);
                 continue;
             }
-            let for_box = self.topo.local_mac.is_some_and(|m| f[..6] == m);
+            let route = route::decide(&topo, port, &f[..6]);
             if self.tap.is_some() {
                 self.fdb.learn(&f[6..12], port as u8);
             }
             if ethertype(f) == ETH_P_ARP {
                 // ARP is not IPv4: no table sees it. The box's copy goes to the TAP (so its
                 // stack answers for its own address); the wire's copy to the paired port.
-                if let Some(tap) = &self.tap {
-                    let group = f[0] & 1 != 0;
-                    if (group || for_box) && tap.write(f).is_err() {
+                if let (Some(tap), Route::Local | Route::Both { .. }) = (&self.tap, route) {
+                    if tap.write(f).is_err() {
                         self.stats.add(Counter::TapErrors, 1);
                     }
-                    if for_box {
-                        io.free(d.addr);
-                        continue;
+                }
+                match route {
+                    Route::Local => io.free(d.addr),
+                    Route::Forward { egress } | Route::Both { egress } => {
+                        self.stats.add(Counter::NonIpForwarded, 1);
+                        io.tx(egress, *d);
                     }
                 }
-                self.stats.add(Counter::NonIpForwarded, 1);
-                io.tx(p.peer, *d);
                 continue;
             }
             let h = match parse_ethernet(f) {
@@ -396,7 +396,7 @@ impl Pipeline {
                     continue;
                 }
             };
-            if steer && self.steering.workers > 1 && !for_box {
+            if steer && self.steering.workers > 1 && route != Route::Local {
                 let owner = flow_owner(&h, self.steering.key, self.steering.workers);
                 if owner != self.steering.worker {
                     let sent = match self.steering.out.get_mut(owner) {
@@ -590,7 +590,7 @@ impl Pipeline {
             Group::Pre => {
                 let f = io.frame(d.addr, d.len).unwrap_or(&[]);
                 let dst_mac = f.get(..6).unwrap_or(&[]);
-                let route = route::decide(&self.topo, usize::from(gb.port[i]), dst_mac, &gb.h[i]);
+                let route = route::decide(&self.topo, usize::from(gb.port[i]), dst_mac);
                 if let Route::Both { .. } = route {
                     self.local_copy(io, i, d, mark);
                 }

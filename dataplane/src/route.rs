@@ -5,7 +5,6 @@
 //! MACs and decrement the TTL after POSTROUTING accepts; nothing else in the pipeline changes.
 
 use crate::pipeline::Topology;
-use classifier::packet::Headers;
 
 /// Where a packet goes after PREROUTING.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,9 +18,11 @@ pub enum Route {
     Both { egress: usize },
 }
 
-/// Bridge mode's decision for a frame received on `ingress` with destination MAC `dst_mac`.
+/// Bridge mode's decision for a frame received on `ingress` with destination MAC `dst_mac`
+/// (ARP frames take it too, before any hook). A routed mode will also read the destination
+/// address here.
 #[inline]
-pub fn decide(topo: &Topology, ingress: usize, dst_mac: &[u8], _h: &Headers) -> Route {
+pub fn decide(topo: &Topology, ingress: usize, dst_mac: &[u8]) -> Route {
     let egress = topo.ports.get(ingress).map_or(ingress, |p| p.peer);
     match topo.local_mac {
         Some(m) if dst_mac == m => Route::Local,
