@@ -10,6 +10,7 @@
 
 pub mod classbench;
 pub mod compile;
+pub mod conntrack;
 pub mod eval;
 pub mod model;
 pub mod packet;

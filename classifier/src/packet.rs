@@ -158,8 +158,8 @@ impl IfName {
     }
 }
 
-/// Connection-tracking facts a rule can match (filled by connection tracking; until it exists,
-/// every packet is NEW with no status).
+/// Connection-tracking facts a rule can match: what [`crate::conntrack::Tracker::info`] says
+/// about the packet, or NEW with no status where nothing tracks (stateless replays and benches).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtInfo {
     /// `ct_state` bits (`model::ct_state`): NEW, ESTABLISHED, ... plus SNAT/DNAT virtual states.
@@ -174,6 +174,9 @@ pub struct CtInfo {
     pub expires: u32,
     /// True for packets in the reply direction.
     pub reply_dir: bool,
+    /// The packet's connection in its worker's table (None: INVALID or UNTRACKED, or nothing
+    /// tracks).
+    pub conn: Option<u32>,
 }
 
 impl CtInfo {
@@ -188,7 +191,44 @@ impl CtInfo {
             l4proto: h.proto,
             expires: 0,
             reply_dir: false,
+            conn: None,
         }
+    }
+
+    /// A packet without a connection: INVALID.
+    pub fn invalid() -> CtInfo {
+        CtInfo {
+            state: crate::model::ct_state::INVALID,
+            ..CtInfo::default()
+        }
+    }
+
+    /// A packet the raw table exempted from tracking: UNTRACKED.
+    pub fn untracked() -> CtInfo {
+        CtInfo {
+            state: crate::model::ct_state::UNTRACKED,
+            ..CtInfo::default()
+        }
+    }
+
+    /// Whether the nat table sees this packet on `hook`: the first packet of a connection
+    /// (NEW), before a binding of the hook's kind (destination on PREROUTING and OUTPUT, source
+    /// on INPUT and POSTROUTING) was made for it (`nf_nat_inet_fn`).
+    pub fn nat_sees(&self, hook: crate::model::Hook) -> bool {
+        use crate::conntrack::status::{DST_NAT_DONE, SRC_NAT_DONE};
+        use crate::model::Hook::*;
+        let done = match hook {
+            Prerouting | Output => DST_NAT_DONE,
+            Input | Postrouting => SRC_NAT_DONE,
+            Forward => 0,
+        };
+        self.state & crate::model::ct_state::NEW != 0 && self.status & u32::from(done) == 0
+    }
+
+    /// Whether the packet has a connection (`nf_ct_get` is not NULL); the stateless default
+    /// (NEW, no connection known) counts as having one.
+    pub fn has_conn(&self) -> bool {
+        self.state & (crate::model::ct_state::INVALID | crate::model::ct_state::UNTRACKED) == 0
     }
 }
 

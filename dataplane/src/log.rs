@@ -83,6 +83,7 @@ mod tests {
                 l4proto: 0,
                 expires: 0,
                 reply_dir: false,
+                conn: None,
             },
             mark: 0x2a,
             owner: None,

@@ -58,6 +58,9 @@ counters! {
     HandoffOut = "handoff_out": "frames steered to the worker that owns their flow",
     HandoffIn = "handoff_in": "frames other workers steered to this one",
     HandoffDropped = "handoff_dropped": "frames for another worker lost because its ring was full",
+    CtInvalid = "ct_invalid": "packets connection tracking found INVALID (no connection)",
+    CtTableFull = "ct_table_full": "new connections dropped: the connection table was full and nothing could be evicted",
+    CtBatchSplits = "ct_batch_splits": "batches cut so the packet that made a connection finished the hooks first",
 }
 
 impl Counter {

@@ -14,7 +14,7 @@ pub mod rbox;
 pub mod tree;
 
 use crate::eval::limit::Bucket;
-use crate::eval::{hook_tables, Hit, Trace, Verdict};
+use crate::eval::{hook_tables, Hit, Stage, Trace, Verdict};
 use crate::model::*;
 use crate::packet::{Headers, PacketMeta, TcpOptions, L4};
 use chain::{CChain, CTarget, Found};
@@ -42,8 +42,8 @@ impl Recorder for NoRecord {}
 // table loop, and every packet then pulls its metadata's cache line in even when no nat table
 // and no MARK target exist.
 #[inline(never)]
-fn is_new(meta: &PacketMeta) -> bool {
-    meta.ct.state & ct_state::NEW != 0
+fn nat_sees(meta: &PacketMeta, hook: Hook) -> bool {
+    meta.ct.nat_sees(hook)
 }
 
 #[cold]
@@ -121,14 +121,19 @@ pub struct CompiledRuleset {
     /// Per hook, in netfilter priority order: (table index, start chain) of each table that has
     /// the hook's chain (so a packet never searches for its tables).
     plan: [Vec<(u8, u32)>; 5],
-    /// Per hook: the (table, chain) when the hook is one chain of ACCEPT/DROP rules.
-    simple: [Option<(u8, u32)>; 5],
+    /// Per hook: how many of `plan`'s first entries are the raw table (0 or 1).
+    raw_len: [u8; 5],
+    /// Per hook and [`Stage`]: the (table, chain) when that part of the hook is one chain of
+    /// ACCEPT/DROP rules.
+    simple: [[Option<(u8, u32)>; 3]; 5],
     /// Rule id of each counter slot.
     pub rule_ids: Vec<RuleId>,
     /// (table, hook) of each policy counter slot.
     pub policy_slots: Vec<(TableKind, Hook)>,
     buckets_init: Vec<Bucket>,
     start_ns: u64,
+    /// Whether anything in the ruleset needs connection tracking.
+    conntrack: bool,
 }
 
 /// Per-worker mutable state: the counter shard (rules by slot, policies), limit buckets.
@@ -148,6 +153,19 @@ fn table_index(kind: TableKind) -> usize {
         TableKind::Nat => 2,
         TableKind::Filter => 3,
     }
+}
+
+/// Whether `rs` needs connection tracking: a rule matching on connection state, or a nat
+/// table (loading `iptable_nat` makes the kernel track connections).
+pub fn uses_conntrack(rs: &Ruleset) -> bool {
+    rs.tables.iter().any(|t| {
+        t.kind == TableKind::Nat
+            || t.chains.iter().flat_map(|c| &c.rules).any(|r| {
+                r.matches
+                    .iter()
+                    .any(|m| matches!(m, Match::State(_) | Match::Conntrack(_)))
+            })
+    })
 }
 
 /// Can a match hotdrop this packet? Then the linear walk decides it.
@@ -238,7 +256,13 @@ impl CompiledRuleset {
         });
         // Hooks whose whole traversal is one table's built-in chain of ACCEPT/DROP rules (the
         // shape of ACL-style rulesets): the batch path decides those without the general walk.
-        let simple = Hook::ALL.map(|hook| match plan[hook as usize].as_slice() {
+        let raw_len = Hook::ALL.map(|hook| {
+            plan[hook as usize]
+                .first()
+                .filter(|(ti, _)| tables[usize::from(*ti)].kind == TableKind::Raw)
+                .map_or(0, |_| 1)
+        });
+        let simple_of = |part: &[(u8, u32)]| match part {
             [(ti, c)] => {
                 let t: &CTable = &tables[usize::from(*ti)];
                 let ch = &t.chains[*c as usize];
@@ -250,9 +274,15 @@ impl CompiledRuleset {
                 .then_some((*ti, *c))
             }
             _ => None,
+        };
+        let simple = Hook::ALL.map(|hook| {
+            let (p, r) = (&plan[hook as usize], usize::from(raw_len[hook as usize]));
+            [simple_of(p), simple_of(&p[..r]), simple_of(&p[r..])]
         });
         CompiledRuleset {
+            conntrack: uses_conntrack(rs),
             plan,
+            raw_len,
             simple,
             tables,
             rule_ids,
@@ -266,6 +296,37 @@ impl CompiledRuleset {
     /// kernel hook with no table registered).
     pub fn hook_is_empty(&self, hook: Hook) -> bool {
         self.plan[hook as usize].is_empty()
+    }
+
+    /// Whether the ruleset needs connection tracking (a stateful match, or a nat table, which
+    /// the kernel registers only together with conntrack).
+    pub fn uses_conntrack(&self) -> bool {
+        self.conntrack
+    }
+
+    /// Whether table `kind` has a chain on `hook`.
+    pub fn hook_has_table(&self, hook: Hook, kind: TableKind) -> bool {
+        self.plan[hook as usize]
+            .iter()
+            .any(|(ti, _)| self.tables[usize::from(*ti)].kind == kind)
+    }
+
+    /// Whether no table of `stage` has a chain on `hook`.
+    pub fn stage_is_empty(&self, hook: Hook, stage: Stage) -> bool {
+        self.stage_plan(hook, stage).is_empty()
+    }
+
+    /// The (table, start chain) entries of `hook` that `stage` runs.
+    fn stage_plan(&self, hook: Hook, stage: Stage) -> &[(u8, u32)] {
+        let (p, r) = (
+            &self.plan[hook as usize],
+            usize::from(self.raw_len[hook as usize]),
+        );
+        match stage {
+            Stage::All => p,
+            Stage::Raw => &p[..r],
+            Stage::AfterRaw => &p[r..],
+        }
     }
 
     /// A fresh per-worker state (zero counters, full buckets).
@@ -325,7 +386,20 @@ impl CompiledRuleset {
         st: &mut WorkerState,
         rec: &mut R,
     ) -> (Verdict, u32) {
-        let (v, mark) = self.classify_pre(hook, h, meta, st, rec, &Key::of(h), None);
+        self.classify_stage(hook, Stage::All, h, meta, st, rec)
+    }
+
+    /// [`Self::classify`] over the tables of `stage` only.
+    pub fn classify_stage<R: Recorder>(
+        &self,
+        hook: Hook,
+        stage: Stage,
+        h: &Headers,
+        meta: &PacketMeta,
+        st: &mut WorkerState,
+        rec: &mut R,
+    ) -> (Verdict, u32) {
+        let (v, mark) = self.classify_pre(hook, stage, h, meta, st, rec, &Key::of(h), None);
         (v, mark.unwrap_or(meta.mark))
     }
 
@@ -335,6 +409,7 @@ impl CompiledRuleset {
     fn classify_pre<R: Recorder>(
         &self,
         hook: Hook,
+        stage: Stage,
         h: &Headers,
         meta: &PacketMeta,
         st: &mut WorkerState,
@@ -346,11 +421,11 @@ impl CompiledRuleset {
         // The mark is read from the metadata only when a rule needs it (set when MARK changes it).
         let mut mark: Option<u32> = None;
         let hi = hook as usize;
-        for &(ti, start) in &self.plan[hi] {
+        for &(ti, start) in self.stage_plan(hook, stage) {
             let t = &self.tables[usize::from(ti)];
             let kind = t.kind;
             // The nat table only sees the first packet of a connection.
-            if kind == TableKind::Nat && !is_new(meta) {
+            if kind == TableKind::Nat && !nat_sees(meta, hook) {
                 continue;
             }
             let leaves = pre.filter(|(k, _)| *k == kind).map(|(_, l)| l);
@@ -378,7 +453,7 @@ impl CompiledRuleset {
         self.classify_batch_rec(hook, headers, metas, st, out, &mut NoBatchRecord)
     }
 
-    /// [`Self::classify_batch`], handing every LOG hit to `rec` with the packet's index.
+    /// [`Self::classify_batch_stage`] over every table of the hook.
     pub fn classify_batch_rec<B: BatchRecorder>(
         &self,
         hook: Hook,
@@ -388,16 +463,33 @@ impl CompiledRuleset {
         out: &mut [(Verdict, Option<u32>)],
         rec: &mut B,
     ) {
+        self.classify_batch_stage(hook, Stage::All, headers, metas, st, out, rec)
+    }
+
+    /// [`Self::classify_batch`] over the tables of `stage`, handing every LOG hit to `rec` with
+    /// the packet's index.
+    #[allow(clippy::too_many_arguments)]
+    pub fn classify_batch_stage<B: BatchRecorder>(
+        &self,
+        hook: Hook,
+        stage: Stage,
+        headers: &[Headers],
+        metas: &[PacketMeta],
+        st: &mut WorkerState,
+        out: &mut [(Verdict, Option<u32>)],
+        rec: &mut B,
+    ) {
         const B: usize = 32;
         // The first table whose hook chain every packet visits (nat depends on the packet).
         // The first table of the hook (nat depends on the packet, so it never comes first here).
-        let first = self.plan[hook as usize]
+        let first = self
+            .stage_plan(hook, stage)
             .first()
             .map(|&(ti, c)| (&self.tables[usize::from(ti)], c))
             .filter(|(t, _)| t.kind != TableKind::Nat);
         let n_all = headers.len().min(metas.len()).min(out.len());
         let hi = hook as usize;
-        let simple = self.simple[hi].map(|(ti, c)| {
+        let simple = self.simple[hi][stage as usize].map(|(ti, c)| {
             (
                 &self.tables[usize::from(ti)],
                 &self.tables[usize::from(ti)].chains[c as usize],
@@ -460,7 +552,8 @@ impl CompiledRuleset {
                     batch: &mut *rec,
                     packet: start + i,
                 };
-                os[i] = self.classify_pre(hook, &hs[i], &ms[i], st, &mut prec, &keys[i], pre);
+                os[i] =
+                    self.classify_pre(hook, stage, &hs[i], &ms[i], st, &mut prec, &keys[i], pre);
             }
         }
     }

@@ -181,6 +181,10 @@ fn conntrack(c: &ConntrackMatch, meta: &PacketMeta) -> bool {
             return false;
         }
     }
+    // Without a connection only --ctstate can hold (xt_conntrack's `ct == NULL` case).
+    if !ct.has_conn() {
+        return c.state.is_some();
+    }
     if let Some(p) = &c.proto {
         if !ok(p.invert, ct.l4proto == p.value) {
             return false;

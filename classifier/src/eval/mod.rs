@@ -75,6 +75,31 @@ pub fn hook_tables(hook: Hook) -> &'static [TableKind] {
     }
 }
 
+/// Which of a hook's tables a traversal runs. Connection tracking sits between the raw table
+/// and the others (priority -300 < -200 < -150), so the dataplane runs a hook in two stages
+/// around it; [`Stage::All`] runs every table (no tracking between them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    All = 0,
+    /// The raw table only (PREROUTING and OUTPUT have one).
+    Raw = 1,
+    /// Every table after raw.
+    AfterRaw = 2,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::All, Stage::Raw, Stage::AfterRaw];
+
+    /// Whether this stage runs table `kind`.
+    pub fn runs(self, kind: TableKind) -> bool {
+        match self {
+            Stage::All => true,
+            Stage::Raw => kind == TableKind::Raw,
+            Stage::AfterRaw => kind != TableKind::Raw,
+        }
+    }
+}
+
 /// What one table traversal ended with.
 enum TableEnd {
     /// ACCEPT (explicit, policy, or a NAT target): the next table runs.
@@ -102,11 +127,22 @@ impl<'a> RefEvaluator<'a> {
 
     /// Runs every table of `hook` on the packet.
     pub fn eval_hook(&mut self, hook: Hook, h: &Headers, meta: &PacketMeta) -> Trace {
+        self.eval_stage(hook, Stage::All, h, meta)
+    }
+
+    /// Runs the tables of `hook` that `stage` names.
+    pub fn eval_stage(
+        &mut self,
+        hook: Hook,
+        stage: Stage,
+        h: &Headers,
+        meta: &PacketMeta,
+    ) -> Trace {
         let mut trace = Trace {
             mark: meta.mark,
             ..Default::default()
         };
-        for &kind in hook_tables(hook) {
+        for &kind in hook_tables(hook).iter().filter(|k| stage.runs(**k)) {
             let Some(table) = self.rs.table(kind) else {
                 continue;
             };
@@ -114,7 +150,7 @@ impl<'a> RefEvaluator<'a> {
                 continue;
             }
             // The nat table only sees the first packet of a connection.
-            if kind == TableKind::Nat && meta.ct.state & ct_state::NEW == 0 {
+            if kind == TableKind::Nat && !meta.ct.nat_sees(hook) {
                 continue;
             }
             if let TableEnd::Stop(v) = self.eval_table(table, hook, h, meta, &mut trace) {

@@ -24,6 +24,7 @@ fn meta(in_iface: &str, out_iface: &str, mark: u32) -> PacketMeta {
             l4proto: 0,
             expires: 0,
             reply_dir: false,
+            conn: None,
         },
         mark,
         owner: None,

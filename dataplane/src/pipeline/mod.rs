@@ -1,7 +1,9 @@
 //! One worker's batch pipeline (DESIGN.md §1), independent of the packet I/O backend:
-//! rx burst → parse every frame → routing decision (bridge mode: the box's own MAC → INPUT, else
-//! FORWARD) → [connection tracking will go here, after steering, before the hooks] → classify
-//! each hook's group as one batch → act on the verdicts → TX staging.
+//! rx burst → parse every frame → steering → PREROUTING's raw table → connection tracking
+//! ([`track`]) → the rest of PREROUTING → routing decision (bridge mode: the box's own MAC →
+//! INPUT, else FORWARD) → FORWARD or INPUT → POSTROUTING → confirmation, each hook's group
+//! classified as one batch, then act on the verdicts → TX staging. The box's own frames (the
+//! TAP) take OUTPUT's raw table → tracking → the rest of OUTPUT → POSTROUTING.
 //!
 //! Frames move by descriptor: an accepted FORWARD frame is handed unchanged to the paired port,
 //! a dropped one goes back to the free list; REJECT builds its reply in a free frame and sends it
@@ -10,20 +12,24 @@
 //! here allocates, locks or makes a syscall per packet, except the exception path's TAP reads and
 //! writes (frames for the box itself), as DPDK's TAP/KNI ports do.
 
+use crate::fdb::Fdb;
 use crate::io::FrameIo;
 use crate::log::LogRecord;
+pub use crate::queue::{QueuedFrame, Sinks};
 use crate::reject::{build_reject, IcmpRateLimit};
 use crate::route::{self, Route};
 use crate::stats::{Counter, StatsShard};
+pub use crate::steer::{flow_owner, Handoff, Steering};
 use crate::tap::Tap;
 use crate::xsk::XdpDesc;
 use classifier::compile::{BatchRecorder, CompiledRuleset, WorkerState};
-use classifier::eval::Verdict;
+use classifier::conntrack::{Outcome, Tracker};
+use classifier::eval::{Stage, Verdict};
 use classifier::model::RejectWith;
 use classifier::packet::{Headers, IfName, PacketMeta};
 use classifier::wire::headers::parse_ethernet;
 use classifier::{Hook, RuleId};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Most frames handled as one batch.
@@ -45,104 +51,47 @@ pub struct Topology {
     pub local_mac: Option<[u8; 6]>,
 }
 
-/// A frame handed to a QUEUE/NFQUEUE consumer (a copy; the UMEM frame is freed at once).
-#[derive(Clone)]
-pub struct QueuedFrame {
-    pub queue: u16,
-    pub hook: Hook,
-    pub in_port: u8,
-    pub len: u16,
-    pub data: [u8; 2048],
+mod track;
+
+use track::{random_seed, AGE_BUDGET};
+
+/// A hook, or the part of one before or after connection tracking, with its packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// PREROUTING's raw table (before tracking).
+    RawPre = 0,
+    /// The rest of PREROUTING.
+    Pre = 1,
+    Forward = 2,
+    Input = 3,
+    /// OUTPUT's raw table.
+    RawOut = 4,
+    /// The rest of OUTPUT.
+    Output = 5,
+    Post = 6,
 }
 
-/// Where LOG records and QUEUE frames leave the worker.
-pub struct Sinks {
-    pub log: Option<rtrb::Producer<LogRecord>>,
-    pub queue: Option<rtrb::Producer<QueuedFrame>>,
-    /// Set while a userspace consumer reads the queue ring (none until the queue issue).
-    pub queue_consumer: Arc<AtomicBool>,
-}
+const GROUPS: usize = 7;
 
-impl Sinks {
-    pub fn none() -> Sinks {
-        Sinks {
-            log: None,
-            queue: None,
-            queue_consumer: Arc::new(AtomicBool::new(false)),
-        }
-    }
-}
-
-/// A frame on its way to the worker that owns its flow.
-#[derive(Clone)]
-pub struct Handoff {
-    pub port: u8,
-    pub len: u16,
-    pub data: [u8; 2048],
-}
-
-/// Flow steering: every flow (both directions) belongs to one worker, chosen by a symmetric,
-/// randomly keyed hash of its addresses, protocol and ports. Frames a worker receives for
-/// another worker's flow are copied to that worker over an SPSC ring (NIC RSS is not symmetric,
-/// and on veth queues follow the sender's CPU). Connection tracking will rely on it: a flow's
-/// state lives in its owner's table, touched by one core only.
-pub struct Steering {
-    pub worker: usize,
-    pub workers: usize,
-    /// Shared by all workers (the same flow must hash the same everywhere).
-    pub key: u64,
-    /// `out[w]`: the ring to worker `w` (None for this worker).
-    pub out: Vec<Option<rtrb::Producer<Handoff>>>,
-}
-
-impl Steering {
-    /// A single worker: nothing to steer.
-    pub fn single() -> Steering {
-        Steering {
-            worker: 0,
-            workers: 1,
-            key: 0,
-            out: Vec::new(),
-        }
-    }
-}
-
-/// The worker (of `workers`) owning the flow of `h`; the same for both directions.
-pub fn flow_owner(h: &Headers, key: u64, workers: usize) -> usize {
-    let (a, b) = (h.src.min(h.dst), h.src.max(h.dst));
-    let fragment = h.frag_off != 0 || h.more_frags;
-    let ports = match h.ports() {
-        Some((s, d)) if !fragment => {
-            let (x, y) = (s.min(d), s.max(d));
-            u64::from(x) << 16 | u64::from(y)
-        }
-        _ => 0,
-    };
-    let mut x = (u64::from(a) << 32 | u64::from(b)) ^ key;
-    x = (x ^ (x >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    x ^= ports << 8 | u64::from(h.proto);
-    x = (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 32;
-    (x % workers.max(1) as u64) as usize
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Group {
-    Pre = 0,
-    Forward = 1,
-    Input = 2,
-    Output = 3,
-    Post = 4,
-}
+/// A group's verdicts and new marks, by packet.
+type GroupVerdicts = [(Verdict, Option<u32>); BATCH];
 
 impl Group {
     fn hook(self) -> Hook {
         match self {
-            Group::Pre => Hook::Prerouting,
+            Group::RawPre | Group::Pre => Hook::Prerouting,
             Group::Forward => Hook::Forward,
             Group::Input => Hook::Input,
-            Group::Output => Hook::Output,
+            Group::RawOut | Group::Output => Hook::Output,
             Group::Post => Hook::Postrouting,
+        }
+    }
+
+    fn stage(self) -> Stage {
+        match self {
+            Group::RawPre | Group::RawOut => Stage::Raw,
+            Group::Pre | Group::Output => Stage::AfterRaw,
+            Group::Forward | Group::Input | Group::Post => Stage::All,
         }
     }
 }
@@ -156,6 +105,10 @@ struct GroupBuf {
     port: [u8; BATCH],
     /// Egress port chosen by the routing decision (Forward, Output, Post).
     egress: [u8; BATCH],
+    /// What connection tracking made of each packet (`Invalid` before tracking or without it).
+    ct: [Outcome; BATCH],
+    /// The routing decision, taken once when the frame arrived (PREROUTING and its raw part).
+    route: [Route; BATCH],
     n: usize,
 }
 
@@ -167,18 +120,33 @@ impl GroupBuf {
             d: [XdpDesc::default(); BATCH],
             port: [0; BATCH],
             egress: [0; BATCH],
+            ct: [Outcome::Invalid; BATCH],
+            route: [Route::Local; BATCH],
             n: 0,
         }
     }
 
     /// Appends a packet (the caller keeps each group within [`BATCH`]).
     fn push(&mut self, h: Headers, m: PacketMeta, d: XdpDesc, port: u8, egress: u8) {
+        self.push_tracked(h, m, d, port, egress, Outcome::Invalid)
+    }
+
+    fn push_tracked(
+        &mut self,
+        h: Headers,
+        m: PacketMeta,
+        d: XdpDesc,
+        port: u8,
+        egress: u8,
+        ct: Outcome,
+    ) {
         let k = self.n;
         self.h[k] = h;
         self.m[k] = m;
         self.d[k] = d;
         self.port[k] = port;
         self.egress[k] = egress;
+        self.ct[k] = ct;
         self.n += 1;
     }
 }
@@ -202,49 +170,17 @@ impl BatchRecorder for LogHits {
     }
 }
 
-/// A small MAC → port cache for the exception path (which port the box's replies go out of).
-/// Direct-mapped with a randomly keyed hash: a collision only costs a flood.
-struct Fdb {
-    key: u64,
-    slots: [(u64, u8); 256],
-}
-
-impl Fdb {
-    fn new() -> Fdb {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(0x70_77);
-        Fdb {
-            key: h.finish() | 1,
-            slots: [(u64::MAX, 0); 256],
-        }
-    }
-    fn mac(m: &[u8]) -> u64 {
-        m.iter().take(6).fold(0u64, |a, b| a << 8 | u64::from(*b))
-    }
-    fn slot(&self, mac: u64) -> usize {
-        ((mac ^ self.key).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize
-    }
-    fn learn(&mut self, src: &[u8], port: u8) {
-        let m = Fdb::mac(src);
-        let i = self.slot(m);
-        self.slots[i] = (m, port);
-    }
-    fn lookup(&self, dst: &[u8]) -> Option<u8> {
-        let m = Fdb::mac(dst);
-        let (k, p) = self.slots[self.slot(m)];
-        (k == m).then_some(p)
-    }
-}
-
 /// Per-worker pipeline state; everything is allocated once in [`Pipeline::new`].
 pub struct Pipeline {
     rules: Arc<CompiledRuleset>,
     st: WorkerState,
     topo: Arc<Topology>,
     stats: Arc<StatsShard>,
-    groups: Box<[GroupBuf; 5]>,
-    out: Box<[(Verdict, Option<u32>); BATCH]>,
+    groups: Box<[GroupBuf; GROUPS]>,
+    /// Each group's verdicts (a group can be flushed while another's are being acted on).
+    out: Box<[GroupVerdicts; GROUPS]>,
+    /// Connection tracking, while the ruleset uses it (its table outlives ruleset changes).
+    ct: Option<Box<Tracker>>,
     logs: Box<LogHits>,
     sinks: Sinks,
     icmp: IcmpRateLimit,
@@ -272,13 +208,17 @@ impl Pipeline {
         tap: Option<Arc<Tap>>,
     ) -> Pipeline {
         let st = rules.new_state();
+        let ct = rules
+            .uses_conntrack()
+            .then(|| Box::new(Tracker::new(Default::default(), random_seed(), 0)));
         Pipeline {
             rules,
             st,
             topo,
             stats,
             groups: Box::new(std::array::from_fn(|_| GroupBuf::new())),
-            out: Box::new([(Verdict::Accept, None); BATCH]),
+            out: Box::new([[(Verdict::Accept, None); BATCH]; GROUPS]),
+            ct,
             logs: Box::new(LogHits {
                 hits: [(0, RuleId(0)); BATCH * 2],
                 n: 0,
@@ -423,19 +363,52 @@ impl Pipeline {
                     continue;
                 }
             }
-            // [Fragment reassembly and connection tracking go here: after steering, in the
-            //  flow's owner, before the hooks.]
             let m = PacketMeta::arriving(&h, p.name, IfName::NONE, now_ns);
-            self.groups[Group::Pre as usize].push(h, m, *d, port as u8, 0);
+            let g = self.entry_group(Group::RawPre);
+            let gb = &mut self.groups[g as usize];
+            gb.route[gb.n] = route;
+            gb.push(h, m, *d, port as u8, 0);
         }
         if steer {
             self.stats.add(Counter::RxPackets, descs.len() as u64);
             self.stats.add(Counter::RxBytes, bytes);
         }
+        if let Some(ct) = self.ct.as_mut() {
+            ct.set_clock(now_ns);
+        }
+        self.run_group(io, Group::RawPre);
+        self.run_arriving(io);
+        if let Some(ct) = self.ct.as_mut() {
+            ct.age(AGE_BUDGET);
+        }
+    }
+
+    /// Runs what follows PREROUTING's raw table for the packets gathered so far.
+    fn run_arriving<I: FrameIo>(&mut self, io: &mut I) {
         self.run_group(io, Group::Pre);
         self.run_group(io, Group::Forward);
         self.run_group(io, Group::Input);
         self.run_group(io, Group::Post);
+    }
+
+    /// Runs what follows OUTPUT's raw table for the packets gathered so far.
+    fn run_local<I: FrameIo>(&mut self, io: &mut I) {
+        self.run_group(io, Group::Output);
+        self.run_group(io, Group::Post);
+    }
+
+    /// Where a packet enters a hook: its raw stage when tracking sits between raw and the
+    /// rest or the raw table has the hook, else straight to the whole hook.
+    fn entry_group(&self, raw: Group) -> Group {
+        let direct = match raw {
+            Group::RawOut => Group::Output,
+            _ => Group::Pre,
+        };
+        if self.ct.is_some() || !self.rules.stage_is_empty(raw.hook(), Stage::Raw) {
+            raw
+        } else {
+            direct
+        }
     }
 
     /// Handles frames the box's stack sent through the TAP (already in frames of `io`): they
@@ -499,31 +472,40 @@ impl Pipeline {
                         io.free(d.addr);
                     }
                     Some(Ok(h)) => {
-                        let gb = &mut self.groups[Group::Output as usize];
-                        if gb.n == BATCH {
-                            self.run_group(io, Group::Output);
-                            self.run_group(io, Group::Post);
+                        let g = self.entry_group(Group::RawOut);
+                        if self.groups[g as usize].n == BATCH {
+                            self.run_group(io, g);
+                            self.run_local(io);
                         }
                         let out = topo.ports[usize::from(ep)].name;
                         let m = PacketMeta::arriving(&h, IfName::NONE, out, now_ns);
-                        self.groups[Group::Output as usize].push(h, m, d, ep, ep);
+                        self.groups[g as usize].push(h, m, d, ep, ep);
                     }
                 }
             }
         }
-        self.run_group(io, Group::Output);
-        self.run_group(io, Group::Post);
+        if let Some(ct) = self.ct.as_mut() {
+            ct.set_clock(now_ns);
+        }
+        self.run_group(io, Group::RawOut);
+        self.run_local(io);
     }
 
     /// Moves packet `i` of group `from` to the end of group `to` (they are never the same).
     fn pass(&mut self, from: Group, i: usize, to: Group, mark: Option<u32>) {
         let src = &self.groups[from as usize];
-        let (h, mut m, d, port, egress) =
-            (src.h[i], src.m[i], src.d[i], src.port[i], src.egress[i]);
+        let (h, mut m, d, port, egress, ct) = (
+            src.h[i],
+            src.m[i],
+            src.d[i],
+            src.port[i],
+            src.egress[i],
+            src.ct[i],
+        );
         if let Some(mark) = mark {
             m.mark = mark;
         }
-        self.groups[to as usize].push(h, m, d, port, egress);
+        self.groups[to as usize].push_tracked(h, m, d, port, egress, ct);
     }
 
     fn run_group<I: FrameIo>(&mut self, io: &mut I, g: Group) {
@@ -531,27 +513,29 @@ impl Pipeline {
         if n == 0 {
             return;
         }
-        let hook = g.hook();
-        if self.rules.hook_is_empty(hook) {
+        let (hook, stage) = (g.hook(), g.stage());
+        let out = &mut self.out[g as usize];
+        if self.rules.stage_is_empty(hook, stage) {
             // No table on this hook: every packet goes on, as the kernel's hook would let it.
-            for i in 0..n {
-                self.out[i] = (Verdict::Accept, None);
+            for o in &mut out[..n] {
+                *o = (Verdict::Accept, None);
             }
         } else {
             self.logs.n = 0;
             let gb = &self.groups[g as usize];
-            self.rules.classify_batch_rec(
+            self.rules.classify_batch_stage(
                 hook,
+                stage,
                 &gb.h[..n],
                 &gb.m[..n],
                 &mut self.st,
-                &mut self.out[..n],
+                &mut out[..n],
                 &mut *self.logs,
             );
             self.emit_logs(io, g);
         }
         for i in 0..n {
-            let (v, mark) = self.out[i];
+            let (v, mark) = self.out[g as usize][i];
             self.act(io, g, i, v, mark);
         }
         self.groups[g as usize].n = 0;
@@ -584,13 +568,14 @@ impl Pipeline {
     }
 
     fn accept<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, mark: Option<u32>) {
+        self.nat_done(g, i);
         let gb = &self.groups[g as usize];
         let (d, egress) = (gb.d[i], usize::from(gb.egress[i]));
         match g {
+            Group::RawPre => self.track_step(io, i, mark, Group::Pre),
+            Group::RawOut => self.track_step(io, i, mark, Group::Output),
             Group::Pre => {
-                let f = io.frame(d.addr, d.len).unwrap_or(&[]);
-                let dst_mac = f.get(..6).unwrap_or(&[]);
-                let route = route::decide(&self.topo, usize::from(gb.port[i]), dst_mac);
+                let route = gb.route[i];
                 if let Route::Both { .. } = route {
                     self.local_copy(io, i, d, mark);
                 }
@@ -608,6 +593,7 @@ impl Pipeline {
                     }
                     Route::Local => {
                         self.stats.add(Counter::DropNoRoute, 1);
+                        self.settle(g, i, false);
                         io.free(d.addr);
                     }
                 }
@@ -619,13 +605,18 @@ impl Pipeline {
                     self.stats.add(Counter::LocalOut, 1);
                 }
                 if self.rules.hook_is_empty(Hook::Postrouting) {
+                    self.settle(g, i, true);
                     io.tx(egress, d);
                 } else {
                     self.pass(g, i, Group::Post, mark);
                 }
             }
-            Group::Post => io.tx(egress, d),
+            Group::Post => {
+                self.settle(g, i, true);
+                io.tx(egress, d)
+            }
             Group::Input => {
+                self.settle(g, i, true);
                 if let (Some(tap), Some(f)) = (&self.tap, io.frame(d.addr, d.len)) {
                     if tap.write(f).is_ok() {
                         self.stats.add(Counter::LocalIn, 1);
@@ -655,10 +646,19 @@ impl Pipeline {
         self.pass(Group::Pre, i, Group::Input, mark);
         let gb = &mut self.groups[Group::Input as usize];
         gb.d[gb.n - 1] = c;
+        // The forwarded copy settles a new connection; the box's copy only shares it.
+        if let Outcome::Conn { created, .. } = &mut gb.ct[gb.n - 1] {
+            *created = false;
+        }
     }
 
     fn act<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, v: Verdict, mark: Option<u32>) {
         let d = self.groups[g as usize].d[i];
+        if !matches!(v, Verdict::Accept | Verdict::Queue { bypass: true, .. }) {
+            // Dropped here (or queued, which this dataplane does not reinject): a connection
+            // the packet made goes with it.
+            self.settle(g, i, false);
+        }
         match v {
             Verdict::Accept => self.accept(io, g, i, mark),
             Verdict::Drop => {
@@ -681,6 +681,7 @@ impl Pipeline {
                     self.accept(io, g, i, mark);
                     return;
                 }
+                self.settle(g, i, false);
                 let queued = consumer
                     && match (self.sinks.queue.as_mut(), io.frame(d.addr, d.len)) {
                         (Some(ring), Some(f)) if !ring.is_full() => {

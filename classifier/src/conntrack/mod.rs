@@ -1,0 +1,155 @@
+//! Connection tracking (DESIGN.md §5): one [`Tracker`] per worker, pure (no I/O, no threads,
+//! time passed in), reproducing netfilter's `nf_conntrack` packet for packet.
+//!
+//! - [`table`]: the bounded, keyed hash table of connections, its unconfirmed → confirmed
+//!   lifecycle, early drop and the timer wheel that ages it.
+//! - [`track`]: the per-packet step of `nf_conntrack_in` (tuple, lookup or new entry, ctinfo,
+//!   protocol handler); [`tcp`], [`udp`], [`icmp`], [`sctp`], [`generic`] (and GRE) are the
+//!   protocol trackers, ported from their `nf_conntrack_proto_*.c`.
+//! - [`config`]: `nf_conntrack_max`, the TCP switches and every timeout, netfilter's defaults.
+//!
+//! A packet's journey: [`Tracker::track`] after the raw table (PREROUTING for arriving packets,
+//! OUTPUT for the box's own), [`Tracker::info`] gives the facts `-m state` / `-m conntrack` match
+//! on, and after the hooks [`Tracker::confirm`] (the packet left, or was delivered: INPUT or
+//! POSTROUTING accepted it) or [`Tracker::abort`] (it was dropped) settle a new connection.
+
+pub mod config;
+pub mod conn;
+pub mod generic;
+pub mod icmp;
+pub mod sctp;
+pub mod table;
+pub mod tcp;
+pub mod track;
+pub mod tuple;
+pub mod udp;
+
+pub use config::{CtConfig, TimeoutError, Timeouts};
+pub use conn::{status, Conn, ProtoState};
+pub use table::{ConnId, Dir, Table, TableStats};
+pub use track::{CtKind, Outcome, TrackStats};
+pub use tuple::Tuple;
+
+use crate::model::ct_state;
+use crate::packet::{CtInfo, Headers};
+use crate::wire::{checksum, IpProtocol};
+use std::net::Ipv4Addr;
+
+/// One worker's connection tracker.
+pub struct Tracker {
+    pub table: Table,
+    pub cfg: CtConfig,
+    pub stats: TrackStats,
+}
+
+impl Tracker {
+    /// A tracker with an empty table whose hash is keyed by `seed` and whose clock starts at
+    /// `now_ns`.
+    pub fn new(cfg: CtConfig, seed: u64, now_ns: u64) -> Tracker {
+        Tracker {
+            table: Table::new(cfg.max, seed, now_ns),
+            cfg,
+            stats: TrackStats::default(),
+        }
+    }
+
+    /// Moves the clock (call once per batch, before tracking it).
+    pub fn set_clock(&mut self, now_ns: u64) {
+        self.table.set_clock(now_ns);
+    }
+
+    /// Tracks one packet: `ip` is the datagram from its IPv4 header (at least `h.ihl_bytes`
+    /// long, up to its total length); `arriving` for packets from outside (PREROUTING).
+    /// Returns the outcome and the facts rules match on (`Busy` and `Drop` never reach a rule).
+    pub fn track(&mut self, h: &Headers, ip: &[u8], arriving: bool) -> (Outcome, CtInfo) {
+        let from = usize::from(h.ihl_bytes).min(ip.len());
+        let to = usize::from(h.ip_len).clamp(from, ip.len());
+        let p = track::Pkt {
+            h,
+            l4: &ip[from..to],
+            arriving,
+        };
+        let mut kill = false;
+        let o = track::track(&mut self.table, &self.cfg, &mut self.stats, &p, &mut kill);
+        let mut info = self.info(&o);
+        if let (true, Outcome::Conn { id, .. }) = (kill, o) {
+            self.table.kill(id);
+            info.conn = None;
+            return (Outcome::Ended, info);
+        }
+        (o, info)
+    }
+
+    /// The facts rules match on for a packet with this outcome.
+    pub fn info(&self, o: &Outcome) -> CtInfo {
+        match *o {
+            Outcome::Conn { id, dir, kind, .. } => {
+                let c = self.table.get(id);
+                let mut state = match kind {
+                    CtKind::New => ct_state::NEW,
+                    CtKind::Established => ct_state::ESTABLISHED,
+                    CtKind::Related => ct_state::RELATED,
+                };
+                if c.status & status::SRC_NAT != 0 {
+                    state |= ct_state::SNAT;
+                }
+                if c.status & status::DST_NAT != 0 {
+                    state |= ct_state::DNAT;
+                }
+                let tup = |t: &Tuple| (t.src, t.dst, t.sport, t.dport);
+                CtInfo {
+                    state,
+                    status: u32::from(c.status & 0x7fff),
+                    orig: tup(c.orig()),
+                    reply: tup(c.reply()),
+                    l4proto: c.l4proto(),
+                    expires: self.table.remaining_ms(id) / 1000,
+                    reply_dir: dir == Dir::Reply,
+                    conn: Some(id),
+                }
+            }
+            _ => CtInfo::invalid(),
+        }
+    }
+
+    /// The packet with outcome `o` survived the hooks: a connection it made is confirmed.
+    pub fn confirm(&mut self, o: &Outcome) {
+        if let Outcome::Conn {
+            id, created: true, ..
+        } = *o
+        {
+            self.table.confirm(id);
+        }
+    }
+
+    /// The packet with outcome `o` was dropped: a connection it made goes with it.
+    pub fn abort(&mut self, o: &Outcome) {
+        if let Outcome::Conn {
+            id, created: true, ..
+        } = *o
+        {
+            self.table.abort(id);
+        }
+    }
+
+    /// Ages the table, looking at no more than `budget` entries.
+    pub fn age(&mut self, budget: usize) -> usize {
+        self.table.age(budget)
+    }
+}
+
+/// Whether a TCP or UDP checksum verifies over `l4[..len]` with a pseudo-header counting the
+/// whole transport length (`nf_ip_checksum` / `nf_ip_checksum_partial`).
+pub(crate) fn l4_checksum_ok(h: &Headers, l4: &[u8], len: usize) -> bool {
+    let covered = &l4[..len.min(l4.len())];
+    let pseudo = checksum::pseudo_header(
+        Ipv4Addr::from(h.src),
+        Ipv4Addr::from(h.dst),
+        IpProtocol(h.proto),
+        l4.len() as u32,
+    );
+    checksum::combine(&[pseudo, checksum::data(covered)]) == 0xffff
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+//! The connection tracking step of the pipeline (DESIGN.md §1, §5), in the flow's owner worker:
+//! after the raw table of PREROUTING (arriving frames) or OUTPUT (the box's own), before the
+//! rest of the hook, as netfilter orders them (raw -300, conntrack -200, mangle -150).
+//!
+//! **Sequential semantics in a batch.** The kernel handles one packet at a time: the packet
+//! that makes a connection has confirmed it (or died) before the next packet of the flow is
+//! looked up. Here a batch runs hook by hook, so when a packet finds a connection that an
+//! earlier packet of the same batch made and has not yet confirmed ([`Outcome::Busy`]), the
+//! earlier packets are run through the rest of their hooks first (a batch cut), then this one
+//! is tracked again. Only a flow's first packets pay for it.
+//!
+//! **Settling.** A connection a packet made is confirmed when the packet leaves (POSTROUTING
+//! accepted it) or is delivered (INPUT accepted it), and freed when the packet is dropped,
+//! rejected or queued anywhere before that (`nf_conntrack_confirm` / the unconfirmed entry's
+//! last reference going away).
+
+use super::{Group, Pipeline};
+use crate::io::FrameIo;
+use crate::stats::Counter;
+use classifier::conntrack::{status, Outcome};
+use classifier::TableKind;
+
+/// Table entries aged per received burst (bounded work per batch).
+pub(super) const AGE_BUDGET: usize = 64;
+
+/// A random key for the connection table's hash (each worker its own).
+pub(super) fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x63_74);
+    h.finish()
+}
+
+impl Pipeline {
+    /// Tracks packet `i` of a raw group (RawPre or RawOut) and moves it on to `to`: the rest of
+    /// its hook. Without tracking it only moves.
+    pub(super) fn track_step<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        i: usize,
+        mark: Option<u32>,
+        to: Group,
+    ) {
+        let from = if to == Group::Pre {
+            Group::RawPre
+        } else {
+            Group::RawOut
+        };
+        if self.ct.is_none() {
+            self.pass(from, i, to, mark);
+            return;
+        }
+        let arriving = from == Group::RawPre;
+        let (h, d) = {
+            let gb = &self.groups[from as usize];
+            (gb.h[i], gb.d[i])
+        };
+        loop {
+            let Some(ct) = self.ct.as_mut() else { return };
+            let ip = io
+                .frame(d.addr, d.len)
+                .and_then(|f| f.get(usize::from(h.l3_offset)..))
+                .unwrap_or(&[]);
+            let (o, info) = ct.track(&h, ip, arriving);
+            match o {
+                Outcome::Busy => {
+                    // Finish the packets that went ahead (the one that made this connection is
+                    // among them), then look again.
+                    self.stats.add(Counter::CtBatchSplits, 1);
+                    if arriving {
+                        self.run_arriving(io);
+                    } else {
+                        self.run_local(io);
+                    }
+                }
+                Outcome::Drop => {
+                    self.stats.add(Counter::CtTableFull, 1);
+                    io.free(d.addr);
+                    return;
+                }
+                _ => {
+                    if o == Outcome::Invalid {
+                        self.stats.add(Counter::CtInvalid, 1);
+                    }
+                    self.pass(from, i, to, mark);
+                    let gb = &mut self.groups[to as usize];
+                    let k = gb.n - 1;
+                    gb.m[k].ct = info;
+                    gb.ct[k] = o;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Settles the connection packet `i` of group `g` made: confirmed when the packet
+    /// `survived` the hooks, freed when it did not.
+    pub(super) fn settle(&mut self, g: Group, i: usize, survived: bool) {
+        let o = self.groups[g as usize].ct[i];
+        let Some(ct) = self.ct.as_mut() else { return };
+        if survived {
+            ct.confirm(&o);
+        } else {
+            ct.abort(&o);
+        }
+        // Settled once: a packet that goes on (a copy) must not settle it again.
+        if let Outcome::Conn { created, .. } = &mut self.groups[g as usize].ct[i] {
+            *created = false;
+        }
+    }
+
+    /// Records that the nat table of packet `i`'s hook has seen its connection's first packet
+    /// (the null binding of `nf_nat_inet_fn`): later NEW packets of it skip that table.
+    pub(super) fn nat_done(&mut self, g: Group, i: usize) {
+        let bit = match g {
+            Group::Pre | Group::Output => status::DST_NAT_DONE,
+            Group::Input | Group::Post => status::SRC_NAT_DONE,
+            _ => return,
+        };
+        let hook = g.hook();
+        let Some(ct) = self.ct.as_mut() else { return };
+        let gb = &self.groups[g as usize];
+        if let (Outcome::Conn { id, .. }, true) = (gb.ct[i], gb.m[i].ct.nat_sees(hook)) {
+            if self.rules.hook_has_table(hook, TableKind::Nat) {
+                ct.table.get_mut(id).status |= bit;
+            }
+        }
+    }
+}
