@@ -21,8 +21,19 @@
 //!
 //! [[bridge]]
 //! ports = ["eth0", "eth1"]
+//!
+//! [conntrack]                        # optional; netfilter's defaults
+//! max = 262144                       # nf_conntrack_max, per worker
+//! tcp_loose = true
+//! tcp_be_liberal = false
+//! tcp_max_retrans = 3
+//! tcp_ignore_invalid_rst = false
+//! checksum = true                    # verify TCP/UDP/ICMP checksums of arriving packets
+//! [conntrack.timeouts]               # seconds, by sysctl name without nf_conntrack_
+//! tcp_timeout_established = 432000
 //! ```
 
+use classifier::conntrack::{CtConfig, TimeoutError, Timeouts};
 use dataplane::runtime::{AttachMode, Backend, DataplaneConfig};
 use dataplane::worker::IdlePolicy;
 use dataplane::xsk::ZeroCopy;
@@ -62,6 +73,50 @@ struct Raw {
     backend: Option<String>,
     #[serde(default)]
     bridge: Vec<RawBridge>,
+    #[serde(default)]
+    conntrack: Option<RawConntrack>,
+}
+
+/// `[conntrack]`: the table bound, the TCP switches, and timeouts by their sysctl names
+/// without `nf_conntrack_` (`[conntrack.timeouts] tcp_timeout_established = 3600`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConntrack {
+    max: Option<u32>,
+    tcp_loose: Option<bool>,
+    tcp_be_liberal: Option<bool>,
+    tcp_max_retrans: Option<u8>,
+    tcp_ignore_invalid_rst: Option<bool>,
+    checksum: Option<bool>,
+    #[serde(default)]
+    timeouts: std::collections::BTreeMap<String, u32>,
+}
+
+fn conntrack_config(raw: RawConntrack) -> Result<CtConfig, String> {
+    let mut c = CtConfig::default();
+    if let Some(m) = raw.max {
+        if m == 0 {
+            return Err("conntrack.max: at least 1".into());
+        }
+        c.max = m;
+    }
+    c.tcp_loose = raw.tcp_loose.unwrap_or(c.tcp_loose);
+    c.tcp_be_liberal = raw.tcp_be_liberal.unwrap_or(c.tcp_be_liberal);
+    c.tcp_max_retrans = raw.tcp_max_retrans.unwrap_or(c.tcp_max_retrans);
+    c.tcp_ignore_invalid_rst = raw
+        .tcp_ignore_invalid_rst
+        .unwrap_or(c.tcp_ignore_invalid_rst);
+    c.checksum = raw.checksum.unwrap_or(c.checksum);
+    for (name, secs) in raw.timeouts {
+        c.timeouts.set(&name, secs).map_err(|e| match e {
+            TimeoutError::Unknown => format!(
+                "conntrack.timeouts: unknown timeout `{name}' (known: {})",
+                Timeouts::names().join(", ")
+            ),
+            e => format!("conntrack.timeouts.{name}: {e}"),
+        })?;
+    }
+    Ok(c)
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +206,9 @@ pub fn parse(text: &str) -> Result<DaemonConfig, String> {
             _ => return Err("bridge: `ports` must name exactly two interfaces".into()),
         }
     }
+    if let Some(ct) = raw.conntrack {
+        dp.conntrack = conntrack_config(ct)?;
+    }
     if dp.bridges.is_empty() {
         return Err("no [[bridge]] with ports = [\"A\", \"B\"]".into());
     }
@@ -186,5 +244,30 @@ mod tests {
             parse("rules = \"r\"\nframe_size = 3000\n[[bridge]]\nports = [\"a\", \"b\"]\n")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn conntrack_table() {
+        let base = "rules = \"r\"\n[[bridge]]\nports = [\"a\", \"b\"]\n";
+        let c = parse(&format!(
+            "{base}[conntrack]\nmax = 1000\ntcp_loose = false\n[conntrack.timeouts]\nudp_timeout = 5\ntcp_timeout_time_wait = 1\n"
+        ))
+        .unwrap();
+        let ct = &c.dataplane.conntrack;
+        assert_eq!((ct.max, ct.tcp_loose), (1000, false));
+        assert_eq!(ct.timeouts.udp, 5000);
+        assert_eq!(ct.timeouts.tcp[7], 1000);
+        let e = parse(&format!("{base}[conntrack.timeouts]\nudp = 5\n")).unwrap_err();
+        assert!(
+            e.contains("unknown timeout `udp'") && e.contains("udp_timeout_stream"),
+            "{e}"
+        );
+        let e = parse(&format!("{base}[conntrack]\nmaxx = 5\n")).unwrap_err();
+        assert!(e.contains("maxx"), "{e}");
+        let e = parse(&format!(
+            "{base}[conntrack.timeouts]\nicmp_timeout = 4000000\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
     }
 }

@@ -17,6 +17,7 @@ pub mod logline;
 pub mod logsink;
 pub mod names;
 pub mod replay;
+pub mod replay_config;
 pub mod restore;
 pub mod sample;
 pub mod store;

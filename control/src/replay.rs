@@ -91,6 +91,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
 
 /// Entry point; returns the exit code.
 pub fn main(args: &[String]) -> i32 {
+    if args.iter().any(|a| a == "--config") {
+        return crate::replay_config::main(args);
+    }
     match run(args) {
         Ok((out, notes)) => {
             print!("{out}");
@@ -232,7 +235,7 @@ fn replay_through_dataplane(
     max_len: usize,
 ) -> Result<(String, String), String> {
     use dataplane::pipeline::{Pipeline, Port, Sinks, Topology};
-    use dataplane::stats::{Counter, StatsShard};
+    use dataplane::stats::StatsShard;
     use std::sync::Arc;
     let compiled = Arc::new(compiled);
     let topo = Arc::new(Topology {
@@ -267,6 +270,13 @@ fn replay_through_dataplane(
         text.push_str(&save_table(t, true));
         text.push_str("# Completed\n");
     }
+    let notes = drop_notes(&stats);
+    Ok((text, notes))
+}
+
+/// What the pipeline dropped before any table (and bridged without one), for stderr.
+pub(crate) fn drop_notes(stats: &dataplane::stats::StatsShard) -> String {
+    use dataplane::stats::Counter;
     let mut notes = String::new();
     let reasons = [
         (Counter::DropBadChecksum, "bad_checksum"),
@@ -290,5 +300,5 @@ fn replay_through_dataplane(
             "pollwall replay: {arp} ARP frames bridged without reaching a table\n"
         ));
     }
-    Ok((text, notes))
+    notes
 }

@@ -18,6 +18,7 @@ pub mod mem;
 pub mod netdev;
 pub mod pcap;
 pub mod pcap_io;
+pub mod pcapng;
 pub mod pipeline;
 pub mod queue;
 pub mod reject;

@@ -75,3 +75,46 @@ pub fn replay<'a, W: Write>(
 
 /// The link type the replay backend reads and writes.
 pub const LINKTYPE: LinkType = LinkType::ETHERNET;
+
+/// Runs frames that each arrive on their own port through `pipeline`, in capture order (a
+/// burst is a run of frames on one port with one timestamp). `sent(port, ts, frame)` receives
+/// every frame the pipeline transmits. Timestamps are the capture's own.
+pub fn replay_ports<'a>(
+    pipeline: &mut Pipeline,
+    frames: impl Iterator<Item = (u64, usize, &'a [u8])>,
+    nports: usize,
+    max_len: usize,
+    sent: &mut dyn FnMut(usize, u64, &[u8]) -> Result<(), String>,
+) -> Result<u64, String> {
+    let frame_size = max_len.clamp(2048, 1 << 18) as u32;
+    let mut io = MemIo::new(4 * BATCH as u32, frame_size, nports.max(1), true);
+    let mut burst: Vec<XdpDesc> = Vec::with_capacity(BATCH);
+    let (mut burst_ts, mut burst_port) = (0u64, 0usize);
+    let mut n = 0u64;
+    let mut flush = |io: &mut MemIo, burst: &mut Vec<XdpDesc>, ts: u64, port: usize| {
+        if burst.is_empty() {
+            return Ok(());
+        }
+        pipeline.rx_burst(io, port, burst, ts);
+        burst.clear();
+        for p in 0..nports {
+            for f in io.take_sent(p) {
+                sent(p, ts, &f)?;
+            }
+        }
+        Ok::<(), String>(())
+    };
+    for (ts, port, bytes) in frames {
+        n += 1;
+        if !burst.is_empty() && (ts != burst_ts || port != burst_port || burst.len() == BATCH) {
+            flush(&mut io, &mut burst, burst_ts, burst_port)?;
+        }
+        (burst_ts, burst_port) = (ts, port);
+        match io.inject(bytes) {
+            Some(d) => burst.push(d),
+            None => return Err(format!("frame {n}: longer than {frame_size} bytes")),
+        }
+    }
+    flush(&mut io, &mut burst, burst_ts, burst_port)?;
+    Ok(n)
+}

@@ -53,6 +53,8 @@ pub struct DataplaneConfig {
     /// Steer every flow to one worker (symmetric hash, SPSC handoff) when there are several.
     pub steering: bool,
     pub backend: Backend,
+    /// Connection tracking settings (used while the ruleset needs tracking).
+    pub conntrack: classifier::conntrack::CtConfig,
 }
 
 /// Which packet I/O the ports use.
@@ -81,6 +83,7 @@ impl Default for DataplaneConfig {
             queue_ring: 1024,
             steering: true,
             backend: Backend::Auto,
+            conntrack: Default::default(),
         }
     }
 }
@@ -294,7 +297,8 @@ impl Outlets {
             Arc::clone(&shard),
             sinks,
             tap,
-        );
+        )
+        .with_conntrack(cfg.conntrack.clone());
         self.logs.push(log_rx);
         self.queues.push(q_rx);
         self.stats.push(shard);

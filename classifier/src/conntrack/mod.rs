@@ -17,6 +17,7 @@ pub mod config;
 pub mod conn;
 pub mod generic;
 pub mod icmp;
+pub mod list;
 pub mod sctp;
 pub mod table;
 pub mod tcp;

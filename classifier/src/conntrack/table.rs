@@ -421,6 +421,12 @@ impl Table {
         let now_tick = tick_of(self.now_ms);
         let mut seen = 0;
         let mut freed = 0;
+        // Nothing filed: the wheel may jump to now. Far behind: one turn visits every slot.
+        if self.count == 0 && self.reaping == NIL {
+            self.wheel_tick = now_tick;
+        } else if now_tick.wrapping_sub(self.wheel_tick) as i32 > WHEEL_SLOTS as i32 {
+            self.wheel_tick = now_tick.wrapping_sub(WHEEL_SLOTS as u32);
+        }
         loop {
             while self.reaping != NIL {
                 if seen == budget {
@@ -450,6 +456,11 @@ impl Table {
             if (now_tick.wrapping_sub(self.wheel_tick) as i32) <= 0 {
                 return freed;
             }
+            // An empty slot costs a look too (bounded work whatever the clock did).
+            if seen == budget {
+                return freed;
+            }
+            seen += 1;
             let slot = (self.wheel_tick as usize) & (WHEEL_SLOTS - 1);
             self.wheel_tick = self.wheel_tick.wrapping_add(1);
             let head = self.wheel[slot];

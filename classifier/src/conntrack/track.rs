@@ -210,6 +210,10 @@ pub(crate) fn track(
                 return Outcome::Invalid;
             }
             L4Verdict::AcceptKill => {
+                // The core still marks the (dying) connection as replied to: rules see it.
+                if dir == Dir::Reply {
+                    table.get_mut(id).status |= status::SEEN_REPLY;
+                }
                 *kill = true;
                 return Outcome::Conn {
                     id,

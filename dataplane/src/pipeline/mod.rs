@@ -233,6 +233,19 @@ impl Pipeline {
         }
     }
 
+    /// Tracks connections with these settings (when the ruleset needs tracking).
+    pub fn with_conntrack(mut self, cfg: classifier::conntrack::CtConfig) -> Pipeline {
+        if self.ct.is_some() {
+            self.ct = Some(Box::new(Tracker::new(cfg, random_seed(), 0)));
+        }
+        self
+    }
+
+    /// The connection tracker, while the ruleset needs one.
+    pub fn tracker(&self) -> Option<&Tracker> {
+        self.ct.as_deref()
+    }
+
     /// Turns flow steering on (several workers).
     pub fn with_steering(mut self, s: Steering) -> Pipeline {
         self.steering = s;
@@ -505,7 +518,10 @@ impl Pipeline {
         if let Some(mark) = mark {
             m.mark = mark;
         }
-        self.groups[to as usize].push_tracked(h, m, d, port, egress, ct);
+        let route = src.route[i];
+        let dst = &mut self.groups[to as usize];
+        dst.route[dst.n] = route;
+        dst.push_tracked(h, m, d, port, egress, ct);
     }
 
     fn run_group<I: FrameIo>(&mut self, io: &mut I, g: Group) {

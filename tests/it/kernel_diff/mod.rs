@@ -31,6 +31,8 @@
 //! `classifier::wire` emit APIs once they exist.
 
 pub(crate) mod gen;
+mod stateful;
+mod stateful_gen;
 
 use crate::netns::{require_root_and, veth_pair, Netns, RawSender};
 use dataplane::pcap::{LinkType, PcapWriter};

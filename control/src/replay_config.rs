@@ -1,0 +1,175 @@
+//! `pollwall replay --config FILE [--out OUT.pcapng] [--conntrack CT.txt] CAPTURE` (DESIGN.md
+//! §9's replay contract): the daemon's configuration, its ports and its ruleset, with the
+//! capture as the traffic and the capture's timestamps as the clock. Each frame of a pcapng
+//! capture enters on the port its interface description's `if_name` names (a classic pcap's
+//! frames enter on the first port) and goes through the same pipeline as the daemon's, with
+//! connection tracking as the ruleset needs it.
+//!
+//! Stdout is `iptables-save -c` of every table; `--out` receives every frame pollwall
+//! transmits, as pcapng with one interface per port (each frame on the port it leaves by);
+//! `--conntrack` receives the final connection table as `conntrack -L` prints it (sorted:
+//! the kernel's hash order is nobody's contract).
+
+use crate::daemon_config::{parse, DaemonConfig};
+use crate::grammar::save::save_table;
+use classifier::compile::{CompiledRuleset, TreeParams};
+use classifier::conntrack::list;
+use classifier::packet::IfName;
+use dataplane::pcapng::{read_capture, PcapNgOut};
+use dataplane::pipeline::{Pipeline, Port, Sinks, Topology};
+use dataplane::stats::StatsShard;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const USAGE: &str = "usage: pollwall replay --config FILE [--out OUT.pcapng] [--conntrack FILE] \
+CAPTURE.pcapng|CAPTURE.pcap";
+
+struct Args {
+    config: PathBuf,
+    out: Option<PathBuf>,
+    conntrack: Option<PathBuf>,
+    capture: PathBuf,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let (mut config, mut out, mut conntrack, mut capture) = (None, None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || {
+            it.next()
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("{a} needs a value\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--config" => config = Some(val()?),
+            "--out" => out = Some(val()?),
+            "--conntrack" => conntrack = Some(val()?),
+            "--verdicts" | "--rules" | "--hook" | "--in-iface" | "--out-iface" => {
+                return Err(format!("{a} does not go with --config\n{USAGE}"))
+            }
+            x if x.starts_with('-') => return Err(format!("unknown option `{x}'\n{USAGE}")),
+            x => {
+                if capture.replace(PathBuf::from(x)).is_some() {
+                    return Err(format!("one capture file only\n{USAGE}"));
+                }
+            }
+        }
+    }
+    Ok(Args {
+        config: config.ok_or_else(|| format!("--config is required\n{USAGE}"))?,
+        out,
+        conntrack,
+        capture: capture.ok_or_else(|| format!("a capture file is required\n{USAGE}"))?,
+    })
+}
+
+/// Entry point; returns the exit code.
+pub fn main(args: &[String]) -> i32 {
+    match run(args) {
+        Ok((out, notes)) => {
+            print!("{out}");
+            eprint!("{notes}");
+            0
+        }
+        Err(e) => {
+            eprintln!("pollwall replay: {e}");
+            1
+        }
+    }
+}
+
+/// The configuration, with its rules path made relative to the file.
+fn load_config(path: &Path) -> Result<DaemonConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut cfg = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rules = Path::new(&cfg.rules);
+    if rules.is_relative() {
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.rules = base.join(rules).to_string_lossy().into_owned();
+    }
+    Ok(cfg)
+}
+
+/// Bridge ports in configuration order, each paired with its peer.
+fn topology(cfg: &DaemonConfig) -> Result<(Topology, Vec<String>), String> {
+    let mut names = Vec::new();
+    let mut topo = Topology::default();
+    for (a, b) in &cfg.dataplane.bridges {
+        for (n, peer) in [(a, names.len() + 1), (b, names.len())] {
+            let name = IfName::new(n).ok_or_else(|| format!("interface name `{n}' is too long"))?;
+            topo.ports.push(Port { name, peer });
+        }
+        names.push(a.clone());
+        names.push(b.clone());
+    }
+    Ok((topo, names))
+}
+
+fn run(args: &[String]) -> Result<(String, String), String> {
+    let a = parse_args(args)?;
+    let cfg = load_config(&a.config)?;
+    let mut rs = crate::daemon::load_rules(&cfg.rules)?;
+    let (topo, names) = topology(&cfg)?;
+    let bytes = std::fs::read(&a.capture)
+        .map_err(|e| format!("cannot read {}: {e}", a.capture.display()))?;
+    let frames = read_capture(&bytes).map_err(|e| format!("{}: {e}", a.capture.display()))?;
+    let mut ported = Vec::with_capacity(frames.len());
+    for (n, f) in frames.iter().enumerate() {
+        let port = match &f.iface {
+            None => 0,
+            Some(i) => names.iter().position(|p| p == i).ok_or_else(|| {
+                format!(
+                    "frame {}: interface `{i}' is none of the configured ports ({})",
+                    n + 1,
+                    names.join(", ")
+                )
+            })?,
+        };
+        ported.push((f.ts_ns, port, f.data.as_slice()));
+    }
+    let max_len = frames.iter().map(|f| f.data.len()).max().unwrap_or(0);
+    let t0 = frames.first().map_or(0, |f| f.ts_ns);
+    let compiled = Arc::new(CompiledRuleset::compile(&rs, t0, &TreeParams::default()));
+    let stats = Arc::new(StatsShard::default());
+    let mut p = Pipeline::new(
+        Arc::clone(&compiled),
+        Arc::new(topo),
+        Arc::clone(&stats),
+        Sinks::none(),
+        None,
+    )
+    .with_conntrack(cfg.dataplane.conntrack.clone());
+    let iface_names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut out = match &a.out {
+        Some(_) => Some(PcapNgOut::new(Vec::new(), &iface_names)?),
+        None => None,
+    };
+    let mut sent = |port: usize, ts: u64, f: &[u8]| match out.as_mut() {
+        Some(w) => w.write(port as u32, ts, f),
+        None => Ok(()),
+    };
+    dataplane::pcap_io::replay_ports(&mut p, ported.into_iter(), names.len(), max_len, &mut sent)?;
+    if let (Some(path), Some(w)) = (&a.out, out) {
+        write_file(path, &w.into_inner())?;
+    }
+    if let Some(path) = &a.conntrack {
+        let mut text = list::listing(p.tracker()).join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        write_file(path, text.as_bytes())?;
+    }
+    crate::counters::fold(&mut rs, &compiled, &[p.state()]);
+    let mut text = String::new();
+    for t in &rs.tables {
+        text.push_str("# Generated by pollwall replay\n");
+        text.push_str(&save_table(t, true));
+        text.push_str("# Completed\n");
+    }
+    Ok((text, crate::replay::drop_notes(&stats)))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
