@@ -76,6 +76,9 @@ pub fn replay<'a, W: Write>(
 /// The link type the replay backend reads and writes.
 pub const LINKTYPE: LinkType = LinkType::ETHERNET;
 
+/// Receives each transmitted frame: port, timestamp, bytes.
+pub type SentFrame<'s> = dyn FnMut(usize, u64, &[u8]) -> Result<(), String> + 's;
+
 /// Runs frames that each arrive on their own port through `pipeline`, in capture order (a
 /// burst is a run of frames on one port with one timestamp). `sent(port, ts, frame)` receives
 /// every frame the pipeline transmits. Timestamps are the capture's own.
@@ -84,7 +87,7 @@ pub fn replay_ports<'a>(
     frames: impl Iterator<Item = (u64, usize, &'a [u8])>,
     nports: usize,
     max_len: usize,
-    sent: &mut dyn FnMut(usize, u64, &[u8]) -> Result<(), String>,
+    sent: &mut SentFrame<'_>,
 ) -> Result<u64, String> {
     let frame_size = max_len.clamp(2048, 1 << 18) as u32;
     let mut io = MemIo::new(4 * BATCH as u32, frame_size, nports.max(1), true);
