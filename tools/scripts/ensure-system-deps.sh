@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs (as root, with apt) what pollwall's kernel tests, demo and benchmarks drive: iptables
 # (legacy and nft backends, the differential oracle), iproute2 (namespaces, veths) and ethtool
-# (checksum offloads off on test veths). Without root or apt it only reports what is missing.
+# (checksum offloads off on test veths) and conntrack (conntrack-tools: the stateful differential
+# reads the kernel's table with `conntrack -L`). Without root or apt it only reports what is missing.
 set -uo pipefail
 need=()
 command -v iptables-legacy >/dev/null 2>&1 || need+=(iptables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ethtool >/dev/null 2>&1 && [ -x "$(command -v ethtool)" ] || need+=(ethtool)
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
