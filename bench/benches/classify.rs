@@ -103,7 +103,7 @@ fn classify(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(2));
         g.throughput(Throughput::Elements(headers.len() as u64));
         let mut st = compiled.new_state();
-        let mut out = vec![(Verdict::Accept, None); 64];
+        let mut out = vec![(Verdict::Accept, classifier::packet::Effects::default()); 64];
         g.bench_function("compiled_batch", |b| {
             b.iter(|| {
                 for (h, m) in headers.chunks(64).zip(metas.chunks(64)) {

@@ -177,6 +177,45 @@ pub struct CtInfo {
     /// The packet's connection in its worker's table (None: INVALID or UNTRACKED, or nothing
     /// tracks).
     pub conn: Option<u32>,
+    /// `ct->mark` (`-m connmark`, CONNMARK).
+    pub mark: u32,
+    /// For an expected connection, its master's helper (`-m helper`).
+    pub master_helper: Option<crate::conntrack::helper::HelperKind>,
+}
+
+/// What the raw table's `-j CT` / `-j NOTRACK` asks of tracking (the kernel's template
+/// conntrack): no tracking at all, or a helper and zone for a new connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtTemplate {
+    pub notrack: bool,
+    pub helper: Option<crate::conntrack::helper::HelperKind>,
+    pub zone: u16,
+    /// `XT_CT_ZONE_*` bits of [`crate::model::ct_flags`].
+    pub zone_flags: u16,
+}
+
+impl CtTemplate {
+    /// The template a CT target attaches (its helper was checked against the rule's protocol
+    /// when the table was loaded).
+    pub fn of(t: &crate::model::CtTarget, rule_proto: u8) -> CtTemplate {
+        use crate::model::ct_flags;
+        CtTemplate {
+            notrack: t.notrack(),
+            helper: crate::conntrack::helper::HelperKind::find(&t.helper, rule_proto),
+            zone: t.zone,
+            zone_flags: t.flags
+                & (ct_flags::ZONE_DIR_ORIG | ct_flags::ZONE_DIR_REPL | ct_flags::ZONE_MARK),
+        }
+    }
+}
+
+/// What a hook's walk did to a packet besides its verdict: its mark (MARK, CONNMARK
+/// `--restore-mark`), its connection's mark (CONNMARK), the raw table's CT template.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub mark: Option<u32>,
+    pub ctmark: Option<u32>,
+    pub ct: Option<CtTemplate>,
 }
 
 impl CtInfo {
@@ -192,6 +231,8 @@ impl CtInfo {
             expires: 0,
             reply_dir: false,
             conn: None,
+            mark: 0,
+            master_helper: None,
         }
     }
 

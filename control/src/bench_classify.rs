@@ -219,7 +219,13 @@ fn run(args: &[String]) -> Result<String, String> {
     // reported (the least disturbed by the other core and frequency changes).
     let hdrs: Vec<Headers> = pkts.iter().map(|p| p.0).collect();
     let metas: Vec<PacketMeta> = pkts.iter().map(|p| p.1).collect();
-    let mut verdicts = vec![(classifier::eval::Verdict::Accept, None); 64];
+    let mut verdicts = vec![
+        (
+            classifier::eval::Verdict::Accept,
+            classifier::packet::Effects::default()
+        );
+        64
+    ];
     let mut st = compiled.new_state();
     let (mut done, mut secs) = (0u64, f64::MAX);
     for _ in 0..5 {

@@ -25,7 +25,7 @@ pub fn check_error(e: &CheckError) -> CmdError {
         CheckError::Invalid { .. } => {
             CmdError::iptc("Invalid argument. Run `dmesg' for more information")
         }
-        CheckError::NoChain { .. } => CmdError::iptc(NO_CHAIN),
+        CheckError::NoChain { .. } | CheckError::NoHelper { .. } => CmdError::iptc(NO_CHAIN),
         CheckError::Range { .. } => CmdError::iptc("Numerical result out of range"),
     }
 }

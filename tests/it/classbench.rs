@@ -45,7 +45,13 @@ fn run(rules: &str, trace_text: &str) -> (usize, usize) {
         })
         .unzip();
     let mut batch = compiled.new_state();
-    let mut out = vec![(classifier::eval::Verdict::Accept, None); hs.len()];
+    let mut out = vec![
+        (
+            classifier::eval::Verdict::Accept,
+            classifier::packet::Effects::default()
+        );
+        hs.len()
+    ];
     compiled.classify_batch(Hook::Forward, &hs, &ms, &mut batch, &mut out);
     let per_packet: Vec<_> = st.counters.rules.iter().collect();
     let batched: Vec<_> = batch.counters.rules.iter().collect();

@@ -435,7 +435,13 @@ fn check_ruleset(
             (*h, m)
         })
         .unzip();
-    let mut out = vec![(classifier::eval::Verdict::Accept, None); pkts.len()];
+    let mut out = vec![
+        (
+            classifier::eval::Verdict::Accept,
+            classifier::packet::Effects::default()
+        );
+        pkts.len()
+    ];
     let mut logs = Logs(Vec::new());
     compiled.classify_batch_rec(Hook::Forward, &hs, &ms, &mut st, &mut out, &mut logs);
     for (i, want) in wants.iter().enumerate() {
@@ -446,7 +452,7 @@ fn check_ruleset(
             i
         );
         prop_assert_eq!(
-            out[i].1.unwrap_or(ms[i].mark),
+            out[i].1.mark.unwrap_or(ms[i].mark),
             want.mark,
             "batch mark of packet {}",
             i

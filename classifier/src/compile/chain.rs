@@ -13,7 +13,7 @@ use super::tree::{LeafEntry, RuleInfo, Tree, TreeParams};
 use crate::eval::limit::Bucket;
 use crate::eval::matcher::{rule_matches, MatchEnv, RuleMatch};
 use crate::model::{Match, Rule, Target};
-use crate::packet::{Headers, PacketMeta};
+use crate::packet::{Effects, Headers, PacketMeta};
 
 /// Most partitions a chain uses (fixed so lookups need no allocation).
 pub const MAX_PARTS: usize = 8;
@@ -119,7 +119,12 @@ impl CChain {
             .map(|r| {
                 !matches!(
                     r.target,
-                    Target::None | Target::Jump(_) | Target::Log(_) | Target::Mark(_)
+                    Target::None
+                        | Target::Jump(_)
+                        | Target::Log(_)
+                        | Target::Mark(_)
+                        | Target::Connmark(_)
+                        | Target::Ct(_)
                 )
             })
             .collect();
@@ -172,11 +177,12 @@ impl CChain {
         i: usize,
         h: &Headers,
         meta: &PacketMeta,
-        mark: Option<u32>,
+        fx: &Effects,
         buckets: &mut [Bucket],
     ) -> RuleMatch {
         let env = MatchEnv {
-            mark: mark.unwrap_or(meta.mark),
+            mark: fx.mark.unwrap_or(meta.mark),
+            ctmark: fx.ctmark.unwrap_or(meta.ct.mark),
             meta,
         };
         let slots = &self.rules[i].limit_slots;
@@ -197,14 +203,14 @@ impl CChain {
         key: &Key,
         h: &Headers,
         meta: &PacketMeta,
-        mark: Option<u32>,
+        fx: &Effects,
         buckets: &mut [Bucket],
         fast: bool,
         pre: Option<&[Option<&[LeafEntry]>; MAX_PARTS]>,
     ) -> Found {
         if !fast {
             for i in from..self.rules.len() {
-                match self.check(i, h, meta, mark, buckets) {
+                match self.check(i, h, meta, fx, buckets) {
                     RuleMatch::Yes => return Found::Rule(i),
                     RuleMatch::HotDrop => return Found::HotDrop,
                     RuleMatch::No => {}
@@ -246,7 +252,7 @@ impl CChain {
                         tentative = false;
                         break;
                     }
-                    match self.check(c, h, meta, mark, buckets) {
+                    match self.check(c, h, meta, fx, buckets) {
                         RuleMatch::No => {}
                         RuleMatch::Yes => {
                             best = c;
@@ -267,7 +273,7 @@ impl CChain {
             if !tentative {
                 return Found::Rule(best);
             }
-            match self.check(best, h, meta, mark, buckets) {
+            match self.check(best, h, meta, fx, buckets) {
                 RuleMatch::Yes => return Found::Rule(best),
                 RuleMatch::HotDrop => return Found::HotDrop,
                 RuleMatch::No => from = best + 1,

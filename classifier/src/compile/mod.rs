@@ -16,7 +16,7 @@ pub mod tree;
 use crate::eval::limit::Bucket;
 use crate::eval::{hook_tables, Hit, Stage, Trace, Verdict};
 use crate::model::*;
-use crate::packet::{Headers, PacketMeta, TcpOptions, L4};
+use crate::packet::{CtTemplate, Effects, Headers, PacketMeta, TcpOptions, L4};
 use chain::{CChain, CTarget, Found};
 pub use counters::{CounterArray, CounterShard, SharedCounter};
 use rbox::Key;
@@ -50,6 +50,24 @@ fn nat_sees(meta: &PacketMeta, hook: Hook) -> bool {
 #[inline(never)]
 fn apply_mark(mark: Option<u32>, meta: &PacketMeta, mask: u32, value: u32) -> u32 {
     (mark.unwrap_or(meta.mark) & !mask) ^ value
+}
+
+/// `connmark_tg_shift` on the walk's marks; a packet without a connection is left alone.
+#[cold]
+#[inline(never)]
+fn apply_connmark(fx: &mut Effects, meta: &PacketMeta, t: &ConnmarkTarget) {
+    if !meta.ct.has_conn() {
+        return;
+    }
+    let (nf, ct) = t.apply(
+        fx.mark.unwrap_or(meta.mark),
+        fx.ctmark.unwrap_or(meta.ct.mark),
+    );
+    if t.mode == ConnmarkMode::Restore {
+        fx.mark = Some(nf);
+    } else {
+        fx.ctmark = Some(ct);
+    }
 }
 
 /// Receives the LOG hits of a batch, by packet index (the dataplane turns them into log records).
@@ -155,15 +173,24 @@ fn table_index(kind: TableKind) -> usize {
     }
 }
 
-/// Whether `rs` needs connection tracking: a rule matching on connection state, or a nat
-/// table (loading `iptable_nat` makes the kernel track connections).
+/// Whether `rs` needs connection tracking: a rule with a connection-tracking match or target
+/// (each takes `nf_ct_netns_get`), or a nat table (loading `iptable_nat` makes the kernel track
+/// connections).
 pub fn uses_conntrack(rs: &Ruleset) -> bool {
     rs.tables.iter().any(|t| {
         t.kind == TableKind::Nat
             || t.chains.iter().flat_map(|c| &c.rules).any(|r| {
-                r.matches
-                    .iter()
-                    .any(|m| matches!(m, Match::State(_) | Match::Conntrack(_)))
+                matches!(r.target, Target::Connmark(_) | Target::Ct(_))
+                    || r.matches.iter().any(|m| {
+                        matches!(
+                            m,
+                            Match::State(_)
+                                | Match::Conntrack(_)
+                                | Match::Helper(_)
+                                | Match::Connmark(_)
+                                | Match::Connlimit(_)
+                        )
+                    })
             })
     })
 }
@@ -200,7 +227,11 @@ impl CompiledRuleset {
                     .rules
                     .iter()
                     .map(|r| match &r.target {
-                        Target::None | Target::Log(_) | Target::Mark(_) => CTarget::Continue,
+                        Target::None
+                        | Target::Log(_)
+                        | Target::Mark(_)
+                        | Target::Connmark(_)
+                        | Target::Ct(_) => CTarget::Continue,
                         Target::Accept => CTarget::Accept,
                         Target::Drop => CTarget::Drop,
                         Target::Return => CTarget::Return,
@@ -399,8 +430,8 @@ impl CompiledRuleset {
         st: &mut WorkerState,
         rec: &mut R,
     ) -> (Verdict, u32) {
-        let (v, mark) = self.classify_pre(hook, stage, h, meta, st, rec, &Key::of(h), None);
-        (v, mark.unwrap_or(meta.mark))
+        let (v, fx) = self.classify_pre(hook, stage, h, meta, st, rec, &Key::of(h), None);
+        (v, fx.mark.unwrap_or(meta.mark))
     }
 
     /// `pre`: the candidates of the first table's hook chain, already looked up (batch path).
@@ -416,10 +447,11 @@ impl CompiledRuleset {
         rec: &mut R,
         key: &Key,
         pre: Option<(TableKind, &[Option<&[LeafEntry]>; chain::MAX_PARTS])>,
-    ) -> (Verdict, Option<u32>) {
+    ) -> (Verdict, Effects) {
         let fast = !needs_slow_path(h);
-        // The mark is read from the metadata only when a rule needs it (set when MARK changes it).
-        let mut mark: Option<u32> = None;
+        // The marks are read from the metadata only when a rule needs them (set when a MARK or
+        // CONNMARK target changes them).
+        let mut fx = Effects::default();
         let hi = hook as usize;
         for &(ti, start) in self.stage_plan(hook, stage) {
             let t = &self.tables[usize::from(ti)];
@@ -430,12 +462,12 @@ impl CompiledRuleset {
             }
             let leaves = pre.filter(|(k, _)| *k == kind).map(|(_, l)| l);
             if let Some(v) =
-                self.walk_table(t, hi, start, key, h, meta, &mut mark, st, rec, fast, leaves)
+                self.walk_table(t, hi, start, key, h, meta, &mut fx, st, rec, fast, leaves)
             {
-                return (v, mark);
+                return (v, fx);
             }
         }
-        (Verdict::Accept, mark)
+        (Verdict::Accept, fx)
     }
 
     /// Classifies a batch of packets on one hook: `out[i]` gets the verdict of packet i and its
@@ -448,7 +480,7 @@ impl CompiledRuleset {
         headers: &[Headers],
         metas: &[PacketMeta],
         st: &mut WorkerState,
-        out: &mut [(Verdict, Option<u32>)],
+        out: &mut [(Verdict, Effects)],
     ) {
         self.classify_batch_rec(hook, headers, metas, st, out, &mut NoBatchRecord)
     }
@@ -460,7 +492,7 @@ impl CompiledRuleset {
         headers: &[Headers],
         metas: &[PacketMeta],
         st: &mut WorkerState,
-        out: &mut [(Verdict, Option<u32>)],
+        out: &mut [(Verdict, Effects)],
         rec: &mut B,
     ) {
         self.classify_batch_stage(hook, Stage::All, headers, metas, st, out, rec)
@@ -476,7 +508,7 @@ impl CompiledRuleset {
         headers: &[Headers],
         metas: &[PacketMeta],
         st: &mut WorkerState,
-        out: &mut [(Verdict, Option<u32>)],
+        out: &mut [(Verdict, Effects)],
         rec: &mut B,
     ) {
         const B: usize = 32;
@@ -543,7 +575,7 @@ impl CompiledRuleset {
                 if let (Some((t, c)), true) = (simple, !needs_slow_path(&hs[i])) {
                     os[i] = (
                         self.decide_simple(t, c, hi, &hs[i], &ms[i], st, &keys[i], &mine),
-                        None,
+                        Effects::default(),
                     );
                     continue;
                 }
@@ -573,7 +605,8 @@ impl CompiledRuleset {
         leaves: &[Option<&[LeafEntry]>; chain::MAX_PARTS],
     ) -> Verdict {
         let bytes = u64::from(h.ip_len);
-        match c.next_match(0, key, h, meta, None, &mut st.buckets, true, Some(leaves)) {
+        let fx = Effects::default();
+        match c.next_match(0, key, h, meta, &fx, &mut st.buckets, true, Some(leaves)) {
             Found::Rule(i) => {
                 st.counters.rules.at(c.dense_base as usize + i).add(bytes);
                 match c.targets[i] {
@@ -603,7 +636,7 @@ impl CompiledRuleset {
         key: &Key,
         h: &Headers,
         meta: &PacketMeta,
-        mark: &mut Option<u32>,
+        fx: &mut Effects,
         st: &mut WorkerState,
         rec: &mut R,
         fast: bool,
@@ -619,7 +652,7 @@ impl CompiledRuleset {
             let c = &t.chains[chain];
             // The precomputed candidates serve the start chain (same key, any position).
             let leaves = if chain == start as usize { pre } else { None };
-            let found = c.next_match(pos, key, h, meta, *mark, &mut st.buckets, fast, leaves);
+            let found = c.next_match(pos, key, h, meta, fx, &mut st.buckets, fast, leaves);
             let i = match found {
                 Found::HotDrop => return Some(Verdict::HotDrop),
                 Found::End => {
@@ -640,7 +673,11 @@ impl CompiledRuleset {
             match c.targets[i] {
                 CTarget::Continue => match &rule.target {
                     Target::Log(_) => rec.log(rule.id),
-                    Target::Mark(m) => *mark = Some(apply_mark(*mark, meta, m.mask, m.value)),
+                    Target::Mark(m) => fx.mark = Some(apply_mark(fx.mark, meta, m.mask, m.value)),
+                    Target::Connmark(cm) => apply_connmark(fx, meta, cm),
+                    Target::Ct(ct) if fx.ct.is_none() => {
+                        fx.ct = Some(CtTemplate::of(ct, rule.required_proto()))
+                    }
                     _ => {}
                 },
                 CTarget::Accept => return None,

@@ -52,6 +52,10 @@ pub struct Conn {
     pub mark: u32,
     /// Generation of the ruleset that last decided something about this connection.
     pub generation: u32,
+    /// The helper the raw table's `-j CT --helper` gave this connection.
+    pub helper: Option<super::helper::HelperKind>,
+    /// For an expected connection (status EXPECTED): its master's helper (`-m helper`).
+    pub master_helper: Option<super::helper::HelperKind>,
     /// Timer wheel links (the table's business).
     pub(crate) prev: u32,
     pub(crate) next: u32,

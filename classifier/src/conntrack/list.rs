@@ -7,7 +7,7 @@
 //!
 //! protocol name and number as `"%-8s %u "`, seconds left (rounded down), the state for TCP and
 //! SCTP, the original tuple, `[UNREPLIED]` until a reply was seen, the reply tuple, `[ASSURED]`,
-//! `mark=`, `use=1`. ICMP tuples print `type= code= id=`, GRE `srckey= dstkey=` in hex, other
+//! `mark=`, `helper=` when a helper is attached, `use=1`. ICMP tuples print `type= code= id=`, GRE `srckey= dstkey=` in hex, other
 //! protocols (named `unknown`) addresses only.
 
 use super::conn::{status, Conn, ProtoState};
@@ -73,7 +73,11 @@ pub fn line(c: &Conn, secs: u32) -> String {
     if c.status & status::ASSURED != 0 {
         out.push_str("[ASSURED] ");
     }
-    let _ = write!(out, "mark={} use=1", c.mark);
+    let _ = write!(out, "mark={} ", c.mark);
+    if let Some(h) = c.helper {
+        let _ = write!(out, "helper={} ", h.name());
+    }
+    out.push_str("use=1");
     out
 }
 

@@ -15,7 +15,9 @@
 
 pub mod config;
 pub mod conn;
+pub mod expect;
 pub mod generic;
+pub mod helper;
 pub mod icmp;
 pub mod list;
 pub mod sctp;
@@ -27,18 +29,20 @@ pub mod udp;
 
 pub use config::{CtConfig, TimeoutError, Timeouts};
 pub use conn::{status, Conn, ProtoState};
+pub use expect::{ExpectError, Expectations, Pending};
 pub use table::{ConnId, Dir, Table, TableStats};
 pub use track::{CtKind, Outcome, TrackStats};
 pub use tuple::Tuple;
 
 use crate::model::ct_state;
-use crate::packet::{CtInfo, Headers};
+use crate::packet::{CtInfo, CtTemplate, Headers};
 use crate::wire::{checksum, IpProtocol};
 use std::net::Ipv4Addr;
 
 /// One worker's connection tracker.
 pub struct Tracker {
     pub table: Table,
+    pub expect: Expectations,
     pub cfg: CtConfig,
     pub stats: TrackStats,
 }
@@ -49,6 +53,7 @@ impl Tracker {
     pub fn new(cfg: CtConfig, seed: u64, now_ns: u64) -> Tracker {
         Tracker {
             table: Table::new(cfg.max, seed, now_ns),
+            expect: Expectations::default(),
             cfg,
             stats: TrackStats::default(),
         }
@@ -63,6 +68,18 @@ impl Tracker {
     /// long, up to its total length); `arriving` for packets from outside (PREROUTING).
     /// Returns the outcome and the facts rules match on (`Busy` and `Drop` never reach a rule).
     pub fn track(&mut self, h: &Headers, ip: &[u8], arriving: bool) -> (Outcome, CtInfo) {
+        self.track_with(h, ip, arriving, &CtTemplate::default())
+    }
+
+    /// [`Self::track`] with the raw table's CT template: a connection this packet creates gets
+    /// the template's helper.
+    pub fn track_with(
+        &mut self,
+        h: &Headers,
+        ip: &[u8],
+        arriving: bool,
+        template: &CtTemplate,
+    ) -> (Outcome, CtInfo) {
         let from = usize::from(h.ihl_bytes).min(ip.len());
         let to = usize::from(h.ip_len).clamp(from, ip.len());
         let p = track::Pkt {
@@ -71,7 +88,13 @@ impl Tracker {
             arriving,
         };
         let mut kill = false;
-        let o = track::track(&mut self.table, &self.cfg, &mut self.stats, &p, &mut kill);
+        let cx = track::Ctx {
+            table: &mut self.table,
+            expect: &mut self.expect,
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+        };
+        let o = track::track(cx, &p, template.helper, &mut kill);
         let mut info = self.info(&o);
         if let (true, Outcome::Conn { id, .. }) = (kill, o) {
             self.table.kill(id);
@@ -107,6 +130,8 @@ impl Tracker {
                     expires: self.table.remaining_ms(id) / 1000,
                     reply_dir: dir == Dir::Reply,
                     conn: Some(id),
+                    mark: c.mark,
+                    master_helper: c.master_helper,
                 }
             }
             _ => CtInfo::invalid(),
@@ -135,7 +160,9 @@ impl Tracker {
 
     /// Ages the table, looking at no more than `budget` entries.
     pub fn age(&mut self, budget: usize) -> usize {
-        self.table.age(budget)
+        let n = self.table.age(budget);
+        self.expect.age(&self.table);
+        n
     }
 }
 

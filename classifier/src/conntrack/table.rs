@@ -243,6 +243,8 @@ impl Table {
             proto,
             mark: 0,
             generation: 0,
+            helper: None,
+            master_helper: None,
             prev: NIL,
             next: NIL,
         };

@@ -19,6 +19,8 @@
 //! 6. A reply marks the connection SEEN_REPLY.
 
 use super::conn::{status, ProtoState};
+use super::expect::Expectations;
+use super::helper::HelperKind;
 use super::table::{ConnId, Dir, Found, Table, TableFull};
 use super::tuple::{icmp_is_error, proto, Tuple};
 use super::{generic, icmp, sctp, tcp, udp, CtConfig};
@@ -123,13 +125,26 @@ pub(crate) fn l4_tuple(t: &mut Tuple, l4: &[u8]) -> Option<()> {
 
 /// The tracking step of `super::Tracker::track`; `kill` is set when the connection ends with
 /// this packet (the caller reads its facts first).
+/// The state a tracking step works on: the table, the expectations, the settings, counters.
+pub(crate) struct Ctx<'a> {
+    pub table: &'a mut Table,
+    pub expect: &'a mut Expectations,
+    pub cfg: &'a CtConfig,
+    pub stats: &'a mut TrackStats,
+}
+
 pub(crate) fn track(
-    table: &mut Table,
-    cfg: &CtConfig,
-    stats: &mut TrackStats,
+    cx: Ctx<'_>,
     p: &Pkt<'_>,
+    template_helper: Option<HelperKind>,
     kill: &mut bool,
 ) -> Outcome {
+    let Ctx {
+        table,
+        expect,
+        cfg,
+        stats,
+    } = cx;
     let h = p.h;
     if h.frag_off != 0 {
         stats.invalid += 1;
@@ -169,7 +184,10 @@ pub(crate) fn track(
                     return Outcome::Invalid;
                 };
                 match table.alloc(tuple, reply, initial_state(tuple.proto), 0) {
-                    Ok(id) => (id, Dir::Original, true),
+                    Ok(id) => {
+                        init_conntrack(table, expect, id, &tuple, template_helper);
+                        (id, Dir::Original, true)
+                    }
                     Err(TableFull) => return Outcome::Drop,
                 }
             }
@@ -227,6 +245,29 @@ pub(crate) fn track(
     }
     stats.invalid += 1;
     Outcome::Invalid
+}
+
+/// The rest of `init_conntrack` for a new entry: an expectation it fulfils makes it EXPECTED
+/// (RELATED to the ruleset), with its master's helper and mark; otherwise the raw table's
+/// template helper, if any, becomes its helper.
+fn init_conntrack(
+    table: &mut Table,
+    expect: &mut Expectations,
+    id: ConnId,
+    tuple: &Tuple,
+    template_helper: Option<HelperKind>,
+) {
+    if let Some(e) = expect.take(table, tuple) {
+        let mark = table.get(e.master).mark;
+        let c = table.get_mut(id);
+        c.status |= status::EXPECTED;
+        c.master_helper = Some(e.exp.helper);
+        c.mark = mark;
+    } else if template_helper.is_some() {
+        let c = table.get_mut(id);
+        c.helper = template_helper;
+        c.status |= status::HELPER;
+    }
 }
 
 fn related(f: Found) -> Outcome {

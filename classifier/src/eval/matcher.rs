@@ -17,10 +17,11 @@ pub enum RuleMatch {
     HotDrop,
 }
 
-/// The mutable state a rule's matches may need: the packet's current mark (MARK targets earlier
-/// in the traversal change it) and the limit buckets of this rule.
+/// The mutable state a rule's matches may need: the packet's and its connection's current marks
+/// (MARK and CONNMARK targets earlier in the traversal change them).
 pub struct MatchEnv<'a> {
     pub mark: u32,
+    pub ctmark: u32,
     pub meta: &'a PacketMeta,
 }
 
@@ -161,6 +162,13 @@ pub fn match_one(
         Match::Conntrack(c) => b(conntrack(c, env.meta)),
         Match::Owner(o) => b(owner(o, env.meta)),
         Match::Mark(mm) => b(((env.mark & mm.mask) == mm.value) ^ mm.invert),
+        Match::Connmark(c) => {
+            // connmark_mt: no connection, no match (inversion included).
+            b(env.meta.ct.has_conn() && (((env.ctmark & c.mask) == c.mark) ^ c.invert))
+        }
+        Match::Helper(hm) => b(helper_match(hm, &env.meta.ct)),
+        // Counted by the dataplane's per-rule tables: see `Match::Connlimit` in compile.
+        Match::Connlimit(_) => Yes,
         Match::Comment(_) => Yes,
         Match::Iprange(r) => {
             let inside = |v: &Inv<(std::net::Ipv4Addr, std::net::Ipv4Addr)>, a: u32| {
@@ -171,6 +179,18 @@ pub fn match_one(
             b(src_ok && dst_ok)
         }
     }
+}
+
+/// `helper_mt`: only an expected connection whose master has a helper can match; the rule's
+/// name matches when the helper's name is its prefix (`strncmp` over the helper's length), an
+/// empty name matches any helper.
+fn helper_match(hm: &HelperMatch, ct: &crate::packet::CtInfo) -> bool {
+    let Some(helper) = ct.master_helper.filter(|_| ct.has_conn()) else {
+        return hm.invert;
+    };
+    let name = helper.name().as_bytes();
+    let hit = hm.name.is_empty() || hm.name.as_bytes().get(..name.len()) == Some(name);
+    hit ^ hm.invert
 }
 
 fn conntrack(c: &ConntrackMatch, meta: &PacketMeta) -> bool {

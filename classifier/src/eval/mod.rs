@@ -51,6 +51,10 @@ pub struct Trace {
     pub hits: Vec<Hit>,
     /// The packet's mark after MARK targets.
     pub mark: u32,
+    /// The connection's mark after CONNMARK targets.
+    pub ctmark: u32,
+    /// The raw table's CT template, when a CT or NOTRACK target fired.
+    pub ct: Option<crate::packet::CtTemplate>,
     /// LOG rules that fired, in order.
     pub logs: Vec<RuleId>,
     /// The NAT rule that decided, when a nat-table target fired.
@@ -140,6 +144,7 @@ impl<'a> RefEvaluator<'a> {
     ) -> Trace {
         let mut trace = Trace {
             mark: meta.mark,
+            ctmark: meta.ct.mark,
             ..Default::default()
         };
         for &kind in hook_tables(hook).iter().filter(|k| stage.runs(**k)) {
@@ -192,6 +197,7 @@ impl<'a> RefEvaluator<'a> {
             pos += 1;
             let env = MatchEnv {
                 mark: trace.mark,
+                ctmark: trace.ctmark,
                 meta,
             };
             let start = self.start_ns;
@@ -249,6 +255,14 @@ impl<'a> RefEvaluator<'a> {
                 }
                 Target::Log(_) => trace.logs.push(rule.id),
                 Target::Mark(m) => trace.mark = (trace.mark & !m.mask) ^ m.value,
+                Target::Connmark(c) if meta.ct.has_conn() => {
+                    (trace.mark, trace.ctmark) = c.apply(trace.mark, trace.ctmark)
+                }
+                Target::Connmark(_) => {}
+                Target::Ct(c) if trace.ct.is_none() => {
+                    trace.ct = Some(crate::packet::CtTemplate::of(c, rule.required_proto()))
+                }
+                Target::Ct(_) => {}
                 Target::Snat(_) | Target::Dnat(_) | Target::Masquerade(_) | Target::Redirect(_) => {
                     trace.nat = Some(rule.id);
                     return TableEnd::Continue;

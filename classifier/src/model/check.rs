@@ -20,6 +20,8 @@ pub enum CheckError {
     NoChain { chain: String },
     /// ERANGE: a value the extension cannot represent (a limit whose burst overflows).
     Range { detail: String },
+    /// ENOENT: a conntrack helper this kernel does not have for the rule's protocol.
+    NoHelper { name: String },
 }
 
 impl fmt::Display for CheckError {
@@ -29,6 +31,7 @@ impl fmt::Display for CheckError {
             CheckError::Invalid { detail } => f.write_str(detail),
             CheckError::NoChain { chain } => write!(f, "no chain {chain}"),
             CheckError::Range { detail } => f.write_str(detail),
+            CheckError::NoHelper { name } => write!(f, "no conntrack helper {name}"),
         }
     }
 }
@@ -168,6 +171,10 @@ pub fn check_rule(table: TableKind, mask: HookMask, rule: &Rule) -> Result<(), C
         Target::Reject(RejectWith::TcpReset) if proto != 6 => Err(CheckError::Invalid {
             detail: "REJECT target: TCP_RESET invalid for non-tcp".into(),
         }),
+        Target::Connmark(c) if c.shift_bits >= 32 => Err(CheckError::Invalid {
+            detail: "CONNMARK: shift of 32 bits or more".into(),
+        }),
+        Target::Ct(c) => check_ct(c, proto),
         Target::Reject(RejectWith::EchoReply) => Err(CheckError::Invalid {
             detail: "REJECT target: ECHOREPLY no longer supported.".into(),
         }),
@@ -181,6 +188,27 @@ pub fn check_rule(table: TableKind, mask: HookMask, rule: &Rule) -> Result<(), C
         }
         _ => Ok(()),
     }
+}
+
+/// `xt_ct_tg_check`: without `--notrack`, the helper must exist for the rule's protocol and a
+/// timeout policy must exist (pollwall has no `nfct timeout` objects, so none does).
+fn check_ct(c: &super::CtTarget, proto: u8) -> Result<(), CheckError> {
+    if c.notrack() {
+        return Ok(());
+    }
+    if !c.helper.is_empty()
+        && crate::conntrack::helper::HelperKind::find(&c.helper, proto).is_none()
+    {
+        return Err(CheckError::NoHelper {
+            name: c.helper.clone(),
+        });
+    }
+    if !c.timeout.is_empty() {
+        return Err(CheckError::Invalid {
+            detail: format!("CT: timeout policy {} not found", c.timeout),
+        });
+    }
+    Ok(())
 }
 
 /// The kernel's `HZ` on the distributions pollwall targets; the limit arithmetic depends on it.

@@ -231,6 +231,34 @@ pub struct IprangeMatch {
     pub dst: Option<super::Inv<(Ipv4Addr, Ipv4Addr)>>,
 }
 
+/// `-m helper --helper NAME`: the helper of the packet's connection (of its master, for an
+/// expected connection).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HelperMatch {
+    pub name: String,
+    pub invert: bool,
+}
+
+/// `-m connmark --mark value[/mask]` (`xt_connmark_mtinfo1`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConnmarkMatch {
+    pub mark: u32,
+    pub mask: u32,
+    pub invert: bool,
+}
+
+/// `-m connlimit` (`xt_connlimit_info`, revision 1).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConnlimitMatch {
+    pub limit: u32,
+    /// The grouping mask (`--connlimit-mask`, as an address mask).
+    pub mask: u32,
+    /// `XT_CONNLIMIT_INVERT`: true for `--connlimit-upto` (match when count <= limit).
+    pub upto: bool,
+    /// Group by destination address (`--connlimit-daddr`).
+    pub daddr: bool,
+}
+
 /// One match of a rule, in the order it was given.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Match {
@@ -246,6 +274,9 @@ pub enum Match {
     Mark(MarkMatch),
     Comment(String),
     Iprange(IprangeMatch),
+    Helper(HelperMatch),
+    Connmark(ConnmarkMatch),
+    Connlimit(ConnlimitMatch),
 }
 
 impl Match {
@@ -264,6 +295,9 @@ impl Match {
             Match::Mark(_) => "mark",
             Match::Comment(_) => "comment",
             Match::Iprange(_) => "iprange",
+            Match::Helper(_) => "helper",
+            Match::Connmark(_) => "connmark",
+            Match::Connlimit(_) => "connlimit",
         }
     }
 

@@ -132,6 +132,85 @@ pub struct NfqueueTarget {
     pub cpu_fanout: bool,
 }
 
+/// CONNMARK modes (`XT_CONNMARK_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnmarkMode {
+    /// ctmark = ((ctmark & !ctmask) ^ ctmark_value) shifted.
+    Set,
+    /// ctmark = (ctmark & !ctmask) ^ ((nfmark & nfmask) shifted).
+    Save,
+    /// nfmark = (nfmark & !nfmask) ^ ((ctmark & ctmask) shifted).
+    Restore,
+}
+
+/// `-j CONNMARK` (`xt_connmark_tginfo2`, the revision this kernel and iptables 1.8.9 use).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConnmarkTarget {
+    pub mode: ConnmarkMode,
+    pub ctmark: u32,
+    pub ctmask: u32,
+    pub nfmask: u32,
+    /// Right shift (true) or left shift (false), by `shift_bits` (< 32).
+    pub shift_right: bool,
+    pub shift_bits: u8,
+}
+
+impl ConnmarkTarget {
+    fn shift(&self, v: u32) -> u32 {
+        if self.shift_right {
+            v >> self.shift_bits
+        } else {
+            v << self.shift_bits
+        }
+    }
+
+    /// `connmark_tg_shift`: the new (nfmark, ctmark) from the old ones.
+    pub fn apply(&self, nfmark: u32, ctmark: u32) -> (u32, u32) {
+        match self.mode {
+            ConnmarkMode::Set => (nfmark, self.shift((ctmark & !self.ctmask) ^ self.ctmark)),
+            ConnmarkMode::Save => {
+                let v = self.shift(nfmark & self.nfmask);
+                (nfmark, (ctmark & !self.ctmask) ^ v)
+            }
+            ConnmarkMode::Restore => {
+                let v = self.shift(ctmark & self.ctmask);
+                ((nfmark & !self.nfmask) ^ v, ctmark)
+            }
+        }
+    }
+}
+
+/// `XT_CT_*` flags of `-j CT`.
+pub mod ct_flags {
+    pub const NOTRACK: u16 = 1 << 0;
+    pub const NOTRACK_ALIAS: u16 = 1 << 1;
+    pub const ZONE_DIR_ORIG: u16 = 1 << 2;
+    pub const ZONE_DIR_REPL: u16 = 1 << 3;
+    pub const ZONE_MARK: u16 = 1 << 4;
+}
+
+/// `-j CT` and `-j NOTRACK` (`xt_ct_target_info_v1`, revision 2: NOTRACK is its alias).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtTarget {
+    pub flags: u16,
+    /// Helper name (empty: none).
+    pub helper: String,
+    /// Timeout policy name (empty: none).
+    pub timeout: String,
+    pub ct_events: u32,
+    pub exp_events: u32,
+    pub zone: u16,
+}
+
+impl CtTarget {
+    pub fn notrack(&self) -> bool {
+        self.flags & ct_flags::NOTRACK != 0
+    }
+    pub fn is_alias(&self) -> bool {
+        self.flags & ct_flags::NOTRACK_ALIAS != 0
+    }
+}
+
 /// What happens to a packet when every match of a rule holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -152,6 +231,8 @@ pub enum Target {
     Masquerade(NatRange),
     Redirect(NatRange),
     Nfqueue(NfqueueTarget),
+    Connmark(ConnmarkTarget),
+    Ct(CtTarget),
 }
 
 impl Target {
@@ -180,6 +261,17 @@ impl Target {
             Target::Masquerade(_) => "MASQUERADE",
             Target::Redirect(_) => "REDIRECT",
             Target::Nfqueue(_) => "NFQUEUE",
+            Target::Connmark(_) => "CONNMARK",
+            Target::Ct(c) if c.is_alias() => "NOTRACK",
+            Target::Ct(_) => "CT",
+        }
+    }
+
+    /// The name in `-L`'s target column: the real extension's (`CT` for its `NOTRACK` alias).
+    pub fn column_name(&self) -> &str {
+        match self {
+            Target::Ct(_) => "CT",
+            _ => self.name(),
         }
     }
 
@@ -200,6 +292,7 @@ impl Target {
                 Some(HookMask::of(&[Prerouting, Output])),
             ),
             Target::Masquerade(_) => (Some(TableKind::Nat), Some(HookMask::of(&[Postrouting]))),
+            Target::Ct(_) => (Some(TableKind::Raw), None),
             Target::Redirect(_) => (
                 Some(TableKind::Nat),
                 Some(HookMask::of(&[Prerouting, Output])),

@@ -134,7 +134,7 @@ pub fn rule_line(rule: &Rule, num: usize, f: &ListFormat) -> String {
         print_num(&mut out, rule.counters.packets, f, false);
         print_num(&mut out, rule.counters.bytes, f, false);
     }
-    out.push_str(&format!("{:<9} ", rule.target.name()));
+    out.push_str(&format!("{:<9} ", rule.target.column_name()));
     let (proto, pinv) = rule
         .proto
         .as_ref()
@@ -194,7 +194,7 @@ pub fn rule_echo(rule: &Rule, f: &ListFormat) -> String {
     };
     let mut out = format!(
         "{} {}{} opt {} in {} out {}  {}  -> {}  ",
-        rule.target.name(),
+        rule.target.column_name(),
         if pinv { '!' } else { ' ' },
         pname,
         frag,

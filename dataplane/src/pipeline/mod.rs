@@ -26,7 +26,7 @@ use classifier::compile::{BatchRecorder, CompiledRuleset, WorkerState};
 use classifier::conntrack::{Outcome, Tracker};
 use classifier::eval::{Stage, Verdict};
 use classifier::model::RejectWith;
-use classifier::packet::{Headers, IfName, PacketMeta};
+use classifier::packet::{Effects, Headers, IfName, PacketMeta};
 use classifier::wire::headers::parse_ethernet;
 use classifier::{Hook, RuleId};
 use std::sync::atomic::Ordering;
@@ -74,7 +74,7 @@ pub(crate) enum Group {
 const GROUPS: usize = 7;
 
 /// A group's verdicts and new marks, by packet.
-type GroupVerdicts = [(Verdict, Option<u32>); BATCH];
+type GroupVerdicts = [(Verdict, Effects); BATCH];
 
 impl Group {
     fn hook(self) -> Hook {
@@ -217,7 +217,7 @@ impl Pipeline {
             topo,
             stats,
             groups: Box::new(std::array::from_fn(|_| GroupBuf::new())),
-            out: Box::new([[(Verdict::Accept, None); BATCH]; GROUPS]),
+            out: Box::new([[(Verdict::Accept, Effects::default()); BATCH]; GROUPS]),
             ct,
             logs: Box::new(LogHits {
                 hits: [(0, RuleId(0)); BATCH * 2],
@@ -534,7 +534,7 @@ impl Pipeline {
         if self.rules.stage_is_empty(hook, stage) {
             // No table on this hook: every packet goes on, as the kernel's hook would let it.
             for o in &mut out[..n] {
-                *o = (Verdict::Accept, None);
+                *o = (Verdict::Accept, Effects::default());
             }
         } else {
             self.logs.n = 0;
@@ -551,8 +551,11 @@ impl Pipeline {
             self.emit_logs(io, g);
         }
         for i in 0..n {
-            let (v, mark) = self.out[g as usize][i];
-            self.act(io, g, i, v, mark);
+            let (v, fx) = self.out[g as usize][i];
+            if fx.ctmark.is_some() {
+                self.save_ctmark(g, i, fx.ctmark);
+            }
+            self.act(io, g, i, v, fx);
         }
         self.groups[g as usize].n = 0;
     }
@@ -583,13 +586,14 @@ impl Pipeline {
         }
     }
 
-    fn accept<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, mark: Option<u32>) {
+    fn accept<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, fx: Effects) {
+        let mark = fx.mark;
         self.nat_done(g, i);
         let gb = &self.groups[g as usize];
         let (d, egress) = (gb.d[i], usize::from(gb.egress[i]));
         match g {
-            Group::RawPre => self.track_step(io, i, mark, Group::Pre),
-            Group::RawOut => self.track_step(io, i, mark, Group::Output),
+            Group::RawPre => self.track_step(io, i, fx, Group::Pre),
+            Group::RawOut => self.track_step(io, i, fx, Group::Output),
             Group::Pre => {
                 let route = gb.route[i];
                 if let Route::Both { .. } = route {
@@ -668,7 +672,7 @@ impl Pipeline {
         }
     }
 
-    fn act<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, v: Verdict, mark: Option<u32>) {
+    fn act<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, v: Verdict, fx: Effects) {
         let d = self.groups[g as usize].d[i];
         if !matches!(v, Verdict::Accept | Verdict::Queue { bypass: true, .. }) {
             // Dropped here (or queued, which this dataplane does not reinject): a connection
@@ -676,7 +680,7 @@ impl Pipeline {
             self.settle(g, i, false);
         }
         match v {
-            Verdict::Accept => self.accept(io, g, i, mark),
+            Verdict::Accept => self.accept(io, g, i, fx),
             Verdict::Drop => {
                 self.stats.add(Counter::DropRule, 1);
                 io.free(d.addr);
@@ -694,7 +698,7 @@ impl Pipeline {
                 let consumer = self.sinks.queue_consumer.load(Ordering::Relaxed);
                 if !consumer && bypass {
                     // --queue-bypass: with no listener the packet continues (as accepted).
-                    self.accept(io, g, i, mark);
+                    self.accept(io, g, i, fx);
                     return;
                 }
                 self.settle(g, i, false);

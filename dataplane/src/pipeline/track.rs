@@ -18,6 +18,7 @@ use super::{Group, Pipeline};
 use crate::io::FrameIo;
 use crate::stats::Counter;
 use classifier::conntrack::{status, Outcome};
+use classifier::packet::{CtInfo, Effects};
 use classifier::TableKind;
 
 /// Table entries aged per received burst (bounded work per batch).
@@ -34,13 +35,8 @@ pub(super) fn random_seed() -> u64 {
 impl Pipeline {
     /// Tracks packet `i` of a raw group (RawPre or RawOut) and moves it on to `to`: the rest of
     /// its hook. Without tracking it only moves.
-    pub(super) fn track_step<I: FrameIo>(
-        &mut self,
-        io: &mut I,
-        i: usize,
-        mark: Option<u32>,
-        to: Group,
-    ) {
+    pub(super) fn track_step<I: FrameIo>(&mut self, io: &mut I, i: usize, fx: Effects, to: Group) {
+        let mark = fx.mark;
         let from = if to == Group::Pre {
             Group::RawPre
         } else {
@@ -48,6 +44,16 @@ impl Pipeline {
         };
         if self.ct.is_none() {
             self.pass(from, i, to, mark);
+            return;
+        }
+        let template = fx.ct.unwrap_or_default();
+        if template.notrack {
+            // -j CT --notrack / -j NOTRACK: the packet skips tracking, rules see UNTRACKED.
+            self.pass(from, i, to, mark);
+            let gb = &mut self.groups[to as usize];
+            let k = gb.n - 1;
+            gb.m[k].ct = CtInfo::untracked();
+            gb.ct[k] = Outcome::Invalid;
             return;
         }
         let arriving = from == Group::RawPre;
@@ -61,7 +67,7 @@ impl Pipeline {
                 .frame(d.addr, d.len)
                 .and_then(|f| f.get(usize::from(h.l3_offset)..))
                 .unwrap_or(&[]);
-            let (o, info) = ct.track(&h, ip, arriving);
+            let (o, info) = ct.track_with(&h, ip, arriving, &template);
             match o {
                 Outcome::Busy => {
                     // Finish the packets that went ahead (the one that made this connection is
@@ -106,6 +112,19 @@ impl Pipeline {
         // Settled once: a packet that goes on (a copy) must not settle it again.
         if let Outcome::Conn { created, .. } = &mut self.groups[g as usize].ct[i] {
             *created = false;
+        }
+    }
+
+    /// A CONNMARK target set the connection's mark: the table and the packet's own view of it
+    /// (later hooks match on it) take the new value.
+    pub(super) fn save_ctmark(&mut self, g: Group, i: usize, ctmark: Option<u32>) {
+        let (Some(ct), Some(v)) = (self.ct.as_mut(), ctmark) else {
+            return;
+        };
+        let gb = &mut self.groups[g as usize];
+        if let Outcome::Conn { id, .. } = gb.ct[i] {
+            ct.table.get_mut(id).mark = v;
+            gb.m[i].ct.mark = v;
         }
     }
 

@@ -6,6 +6,7 @@
 //! [`list_match`], [`save_target`] and [`list_target`].
 
 mod ct;
+mod ctmark;
 pub mod misc;
 mod nat;
 mod ports;
@@ -83,6 +84,9 @@ static MATCHES: &[&MatchExt] = &[
     &misc::MARK,
     &misc::COMMENT,
     &misc::IPRANGE,
+    &ctmark::HELPER,
+    &ctmark::CONNMARK_MATCH,
+    &ctmark::CONNLIMIT,
 ];
 
 static TARGETS: &[&TargetExt] = &[
@@ -94,6 +98,9 @@ static TARGETS: &[&TargetExt] = &[
     &nat::DNAT,
     &nat::MASQUERADE,
     &nat::REDIRECT,
+    &ctmark::CONNMARK_TARGET,
+    &ctmark::CT,
+    &ctmark::NOTRACK,
 ];
 
 pub fn find_match(name: &str) -> Option<&'static MatchExt> {
@@ -174,6 +181,7 @@ pub fn save_match(m: &Match, rule_proto: u8, out: &mut String) {
             ports::save(m, rule_proto, out)
         }
         Match::State(_) | Match::Conntrack(_) => ct::save(m, out),
+        Match::Helper(_) | Match::Connmark(_) | Match::Connlimit(_) => ctmark::save_match(m, out),
         _ => misc::save(m, out),
     }
 }
@@ -185,6 +193,7 @@ pub fn list_match(m: &Match, rule_proto: u8, numeric: bool, out: &mut String) {
             ports::list(m, rule_proto, numeric, out)
         }
         Match::State(_) | Match::Conntrack(_) => ct::list(m, numeric, out),
+        Match::Helper(_) | Match::Connmark(_) | Match::Connlimit(_) => ctmark::list_match(m, out),
         _ => misc::list(m, numeric, out),
     }
 }
@@ -195,6 +204,7 @@ pub fn save_target(t: &Target, out: &mut String) {
         Target::Snat(_) | Target::Dnat(_) | Target::Masquerade(_) | Target::Redirect(_) => {
             nat::save(t, out)
         }
+        Target::Connmark(_) | Target::Ct(_) => ctmark::save_target(t, out),
         _ => targets::save(t, out),
     }
 }
@@ -205,6 +215,7 @@ pub fn list_target(t: &Target, numeric: bool, out: &mut String) {
         Target::Snat(_) | Target::Dnat(_) | Target::Masquerade(_) | Target::Redirect(_) => {
             nat::list(t, out)
         }
+        Target::Connmark(_) | Target::Ct(_) => ctmark::list_target(t, out),
         _ => targets::list(t, numeric, out),
     }
 }
