@@ -84,6 +84,8 @@ mod tests {
                 expires: 0,
                 reply_dir: false,
                 conn: None,
+                mark: 0,
+                master_helper: None,
             },
             mark: 0x2a,
             owner: None,

@@ -61,6 +61,7 @@ counters! {
     CtInvalid = "ct_invalid": "packets connection tracking found INVALID (no connection)",
     CtTableFull = "ct_table_full": "new connections dropped: the connection table was full and nothing could be evicted",
     CtBatchSplits = "ct_batch_splits": "batches cut so the packet that made a connection finished the hooks first",
+    CtHelperDrop = "ct_helper_drop": "frames a conntrack helper dropped (a malformed command, or no room for the connection it announced)",
 }
 
 impl Counter {

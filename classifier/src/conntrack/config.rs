@@ -166,6 +166,8 @@ pub struct CtConfig {
     /// `nf_conntrack_checksum`: verify L4 checksums of arriving packets (PREROUTING).
     pub checksum: bool,
     pub timeouts: Timeouts,
+    /// The helpers' module parameters (`nf_conntrack_ftp loose=`).
+    pub helper: super::helper::HelperConfig,
 }
 
 impl Default for CtConfig {
@@ -178,6 +180,7 @@ impl Default for CtConfig {
             tcp_ignore_invalid_rst: false,
             checksum: true,
             timeouts: Timeouts::default(),
+            helper: super::helper::HelperConfig::default(),
         }
     }
 }

@@ -38,6 +38,9 @@ pub enum ProtoState {
     Gre,
 }
 
+/// [`Conn::master`] of a connection nobody expected.
+pub const NO_MASTER: u32 = u32::MAX;
+
 /// One connection.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
@@ -50,8 +53,9 @@ pub struct Conn {
     pub proto: ProtoState,
     /// `ct->mark` (CONNMARK, `-m connmark`).
     pub mark: u32,
-    /// Generation of the ruleset that last decided something about this connection.
-    pub generation: u32,
+    /// For an expected connection, its master's slot (`ct->master`; [`NO_MASTER`] otherwise).
+    /// The master holds a reference for each (`use=` in `conntrack -L`).
+    pub master: u32,
     /// The helper the raw table's `-j CT --helper` gave this connection.
     pub helper: Option<super::helper::HelperKind>,
     /// For an expected connection (status EXPECTED): its master's helper (`-m helper`).

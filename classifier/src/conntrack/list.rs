@@ -51,8 +51,9 @@ fn tuple(out: &mut String, t: &Tuple) {
     };
 }
 
-/// One connection's line (without the newline); `secs` is its time left.
-pub fn line(c: &Conn, secs: u32) -> String {
+/// One connection's line (without the newline); `secs` is its time left, `children` the
+/// expected connections that hold a reference to it.
+pub fn line(c: &Conn, secs: u32, children: u32) -> String {
     let mut out = String::with_capacity(200);
     let p = c.l4proto();
     let _ = write!(out, "{:<8} {} {} ", proto_name(p), p, secs);
@@ -77,7 +78,7 @@ pub fn line(c: &Conn, secs: u32) -> String {
     if let Some(h) = c.helper {
         let _ = write!(out, "helper={} ", h.name());
     }
-    out.push_str("use=1");
+    let _ = write!(out, "use={}", 1 + children);
     out
 }
 
@@ -87,13 +88,33 @@ pub fn listing<'a>(trackers: impl IntoIterator<Item = &'a Tracker>) -> Vec<Strin
     let mut lines: Vec<String> = trackers
         .into_iter()
         .flat_map(|tr| {
-            tr.table
-                .iter()
-                .map(move |(id, c)| line(c, tr.table.remaining_ms(id) / 1000))
+            let children = children(tr);
+            tr.table.iter().map(move |(id, c)| {
+                let n = children.get(&id).copied().unwrap_or(0);
+                line(c, tr.table.remaining_ms(id) / 1000, n)
+            })
         })
         .collect();
     lines.sort();
     lines
+}
+
+/// Expected connections per master slot. A master slot that died and was reused by another
+/// connection could be credited with the old one's children: a child counts only while its
+/// hosts are its master's (ftp and tftp children always connect the master's two hosts).
+fn children(tr: &Tracker) -> std::collections::HashMap<u32, u32> {
+    let mut n = std::collections::HashMap::new();
+    for (_, c) in tr.table.iter() {
+        if c.master == super::conn::NO_MASTER || !tr.table.in_use(c.master) {
+            continue;
+        }
+        let m = tr.table.get(c.master).orig();
+        let hosts = [m.src, m.dst];
+        if hosts.contains(&c.orig().src) && hosts.contains(&c.orig().dst) {
+            *n.entry(c.master).or_insert(0) += 1;
+        }
+    }
+    n
 }
 
 /// The summary conntrack-tools writes to stderr after a listing.

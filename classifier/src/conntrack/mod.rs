@@ -45,6 +45,19 @@ pub struct Tracker {
     pub expect: Expectations,
     pub cfg: CtConfig,
     pub stats: TrackStats,
+    /// Helper data of helped connections (`nfct_help_data`), by connection slot: at most one
+    /// entry per slot, so bounded by the table; a slot's entry is reset when a new connection
+    /// there first meets its helper.
+    helper_state: hashbrown::HashMap<ConnId, helper::HelperState, foldhash::fast::FixedState>,
+}
+
+/// What the helper made of a packet about to be confirmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelpOutcome {
+    /// No helper, or it let the packet through (possibly announcing a connection).
+    Accept,
+    /// `NF_DROP`: a malformed command, or an expectation that could not be made.
+    Drop,
 }
 
 impl Tracker {
@@ -54,6 +67,9 @@ impl Tracker {
         Tracker {
             table: Table::new(cfg.max, seed, now_ns),
             expect: Expectations::default(),
+            helper_state: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
+                seed,
+            )),
             cfg,
             stats: TrackStats::default(),
         }
@@ -135,6 +151,53 @@ impl Tracker {
                 }
             }
             _ => CtInfo::invalid(),
+        }
+    }
+
+    /// `nf_confirm`'s helper call for a packet that survived the hooks (before
+    /// [`Self::confirm`]): the connection's helper reads the payload (`ip` as for
+    /// [`Self::track`]) and may announce an expected connection.
+    pub fn help(&mut self, h: &Headers, ip: &[u8], o: &Outcome) -> HelpOutcome {
+        let Outcome::Conn {
+            id,
+            dir,
+            kind,
+            created,
+        } = *o
+        else {
+            return HelpOutcome::Accept;
+        };
+        let c = self.table.get(id);
+        let Some(kind_of_helper) = c.helper else {
+            return HelpOutcome::Accept;
+        };
+        // helper->help() never sees ICMP errors in the reply direction.
+        if kind == CtKind::Related && dir == Dir::Reply {
+            return HelpOutcome::Accept;
+        }
+        let from = usize::from(h.ihl_bytes).min(ip.len());
+        let to = usize::from(h.ip_len).clamp(from, ip.len());
+        let tuples = c.tuple;
+        let st = self
+            .helper_state
+            .entry(id)
+            .or_insert_with(|| helper::HelperState::new(kind_of_helper));
+        if created {
+            *st = helper::HelperState::new(kind_of_helper);
+        }
+        let pkt = helper::HelperPacket {
+            tuples: &tuples,
+            dir,
+            established: kind == CtKind::Established,
+            l4: &ip[from..to],
+        };
+        match helper::help(kind_of_helper, st, &self.cfg.helper, &pkt) {
+            helper::Verdict::Accept => HelpOutcome::Accept,
+            helper::Verdict::Drop(_) => HelpOutcome::Drop,
+            helper::Verdict::Expect(e) => match self.expect.add(&self.table, e, id) {
+                Ok(()) => HelpOutcome::Accept,
+                Err(_) => HelpOutcome::Drop,
+            },
         }
     }
 

@@ -443,12 +443,11 @@ fn walk(
     for ch in chunks(l4) {
         // Special cases of Verification tag check (Sec 8.5.1).
         match ch.ty {
-            cid::INIT => {
+            cid::INIT
                 // (A) vtag MUST be zero
-                if sh_vtag != 0 {
+                if sh_vtag != 0 => {
                     return Err(Bad);
                 }
-            }
             cid::ABORT | cid::SHUTDOWN_COMPLETE => {
                 // (B), (C): own vtag if T is unset, the peer's if T is set
                 let want = if ch.flags & CHUNK_FLAG_T != 0 {
@@ -460,12 +459,11 @@ fn walk(
                     return Err(Bad);
                 }
             }
-            cid::COOKIE_ECHO => {
+            cid::COOKIE_ECHO
                 // (D) vtag must be same as init_vtag as found in INIT_ACK
-                if sh_vtag != s.vtag[d] {
+                if sh_vtag != s.vtag[d] => {
                     return Err(Bad);
                 }
-            }
             cid::COOKIE_ACK => {
                 s.init = [false; 2];
             }

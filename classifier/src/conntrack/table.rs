@@ -242,7 +242,7 @@ impl Table {
             status: 0,
             proto,
             mark: 0,
-            generation: 0,
+            master: super::conn::NO_MASTER,
             helper: None,
             master_helper: None,
             prev: NIL,

@@ -430,5 +430,6 @@ fn a_full_table_evicts_unassured_entries_else_drops() {
 fn entries_stay_compact() {
     let per = Table::bytes_per_connection();
     assert!(per <= 136, "{per} bytes per connection");
+    eprintln!("Conn is {} bytes", core::mem::size_of::<Conn>());
     assert!(core::mem::size_of::<Conn>() <= 124);
 }

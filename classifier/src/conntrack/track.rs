@@ -262,6 +262,7 @@ fn init_conntrack(
         let c = table.get_mut(id);
         c.status |= status::EXPECTED;
         c.master_helper = Some(e.exp.helper);
+        c.master = e.master;
         c.mark = mark;
     } else if template_helper.is_some() {
         let c = table.get_mut(id);

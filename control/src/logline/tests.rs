@@ -25,6 +25,8 @@ fn meta(in_iface: &str, out_iface: &str, mark: u32) -> PacketMeta {
             expires: 0,
             reply_dir: false,
             conn: None,
+            mark: 0,
+            master_helper: None,
         },
         mark,
         owner: None,

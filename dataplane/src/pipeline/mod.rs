@@ -625,18 +625,27 @@ impl Pipeline {
                     self.stats.add(Counter::LocalOut, 1);
                 }
                 if self.rules.hook_is_empty(Hook::Postrouting) {
-                    self.settle(g, i, true);
-                    io.tx(egress, d);
+                    if self.confirm_out(io, g, i) {
+                        io.tx(egress, d);
+                    } else {
+                        io.free(d.addr);
+                    }
                 } else {
                     self.pass(g, i, Group::Post, mark);
                 }
             }
             Group::Post => {
-                self.settle(g, i, true);
-                io.tx(egress, d)
+                if self.confirm_out(io, g, i) {
+                    io.tx(egress, d)
+                } else {
+                    io.free(d.addr);
+                }
             }
             Group::Input => {
-                self.settle(g, i, true);
+                if !self.confirm_out(io, g, i) {
+                    io.free(d.addr);
+                    return;
+                }
                 if let (Some(tap), Some(f)) = (&self.tap, io.frame(d.addr, d.len)) {
                     if tap.write(f).is_ok() {
                         self.stats.add(Counter::LocalIn, 1);

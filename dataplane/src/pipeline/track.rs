@@ -17,7 +17,7 @@
 use super::{Group, Pipeline};
 use crate::io::FrameIo;
 use crate::stats::Counter;
-use classifier::conntrack::{status, Outcome};
+use classifier::conntrack::{status, HelpOutcome, Outcome};
 use classifier::packet::{CtInfo, Effects};
 use classifier::TableKind;
 
@@ -113,6 +113,27 @@ impl Pipeline {
         if let Outcome::Conn { created, .. } = &mut self.groups[g as usize].ct[i] {
             *created = false;
         }
+    }
+
+    /// The last step before packet `i` of `g` leaves or is delivered: the connection's helper
+    /// reads it (`nf_confirm`), then a connection it made is confirmed. False when the helper
+    /// dropped it (the caller frees the frame).
+    pub(super) fn confirm_out<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize) -> bool {
+        let gb = &self.groups[g as usize];
+        let (h, d, o) = (gb.h[i], gb.d[i], gb.ct[i]);
+        if let (Some(ct), Outcome::Conn { .. }) = (self.ct.as_mut(), o) {
+            let ip = io
+                .frame(d.addr, d.len)
+                .and_then(|f| f.get(usize::from(h.l3_offset)..))
+                .unwrap_or(&[]);
+            if ct.help(&h, ip, &o) == HelpOutcome::Drop {
+                self.stats.add(Counter::CtHelperDrop, 1);
+                self.settle(g, i, false);
+                return false;
+            }
+        }
+        self.settle(g, i, true);
+        true
     }
 
     /// A CONNMARK target set the connection's mark: the table and the packet's own view of it

@@ -32,6 +32,7 @@
 
 pub(crate) mod gen;
 mod stateful;
+mod stateful_apps;
 mod stateful_gen;
 
 use crate::netns::{require_root_and, veth_pair, Netns, RawSender};

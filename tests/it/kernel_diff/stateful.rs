@@ -114,7 +114,7 @@ impl Rig {
             "iptables-legacy-restore refused:\n{}\n{rules}",
             String::from_utf8_lossy(&out.stderr)
         );
-        for t in ["filter", "mangle"] {
+        for t in ["raw", "filter", "mangle"] {
             self.fw.exec_ok("iptables-legacy", &["-w", "-t", t, "-Z"]);
         }
     }
@@ -214,7 +214,7 @@ fn normalize_ct(text: &str) -> Vec<String> {
     v
 }
 
-/// `:CHAIN POLICY [p:b]` and `[p:b] -A ...` lines of the filter and mangle tables.
+/// `:CHAIN POLICY [p:b]` and `[p:b] -A ...` lines of the raw, filter and mangle tables.
 fn counter_lines(save: &str) -> Vec<String> {
     let mut table = String::new();
     let mut out = Vec::new();
@@ -222,7 +222,7 @@ fn counter_lines(save: &str) -> Vec<String> {
         let l = l.trim_end();
         if let Some(t) = l.strip_prefix('*') {
             table = t.to_string();
-        } else if (table == "filter" || table == "mangle")
+        } else if (table == "filter" || table == "mangle" || table == "raw")
             && (l.starts_with(':') || l.starts_with('['))
         {
             out.push(format!("{table} {l}"));

@@ -28,31 +28,53 @@ pub struct Step {
     pub what: String,
 }
 
-const F: u8 = 0x01;
-const S: u8 = 0x02;
-const R: u8 = 0x04;
-const P: u8 = 0x08;
-const K: u8 = 0x10;
+pub(super) const F: u8 = 0x01;
+pub(super) const S: u8 = 0x02;
+pub(super) const R: u8 = 0x04;
+pub(super) const P: u8 = 0x08;
+pub(super) const K: u8 = 0x10;
 
-fn addr(rng: &mut Rng, net: u8) -> Ipv4Addr {
+pub(super) fn addr(rng: &mut Rng, net: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, net, rng.range(0, 3) as u8, rng.range(1, 20) as u8)
 }
 
 /// A TCP endpoint pair and both sequence spaces.
-struct Tcp {
-    c: Ipv4Addr,
-    s: Ipv4Addr,
-    cp: u16,
-    sp: u16,
-    cseq: u32,
-    sseq: u32,
-    client_side: Side,
-    wscale: bool,
-    sack: bool,
+pub(super) struct Tcp {
+    pub c: Ipv4Addr,
+    pub s: Ipv4Addr,
+    pub cp: u16,
+    pub sp: u16,
+    pub cseq: u32,
+    pub sseq: u32,
+    pub client_side: Side,
+    pub wscale: bool,
+    pub sack: bool,
 }
 
 impl Tcp {
-    fn seg(&self, from_client: bool, flags: u8, seq: u32, ack: u32, len: usize, syn: bool) -> Step {
+    pub(super) fn seg(
+        &self,
+        from_client: bool,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        len: usize,
+        syn: bool,
+    ) -> Step {
+        self.seg_with(from_client, flags, seq, ack, &vec![0x61u8; len], syn)
+    }
+
+    /// A segment carrying `payload`.
+    pub(super) fn seg_with(
+        &self,
+        from_client: bool,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        payload: &[u8],
+        syn: bool,
+    ) -> Step {
+        let len = payload.len();
         let (src, dst, sp, dp) = if from_client {
             (self.c, self.s, self.cp, self.sp)
         } else {
@@ -68,7 +90,6 @@ impl Tcp {
                 opts.extend_from_slice(&[1, 1, 4, 2]);
             }
         }
-        let payload = vec![0x61u8; len];
         let seg = build::tcp(
             &tcp::Repr {
                 src_port: sp,
@@ -79,7 +100,7 @@ impl Tcp {
                 window_len: if syn { 64240 } else { 502 },
                 urgent_at: 0,
                 options: &opts,
-                payload: &payload,
+                payload,
             },
             src,
             dst,
@@ -100,7 +121,7 @@ impl Tcp {
     }
 }
 
-fn other(s: Side) -> Side {
+pub(super) fn other(s: Side) -> Side {
     match s {
         Side::A => Side::B,
         Side::B => Side::A,
@@ -108,7 +129,7 @@ fn other(s: Side) -> Side {
 }
 
 /// Client and server addresses for a conversation opened from `client_side`.
-fn ends(rng: &mut Rng, client_side: Side) -> (Ipv4Addr, Ipv4Addr) {
+pub(super) fn ends(rng: &mut Rng, client_side: Side) -> (Ipv4Addr, Ipv4Addr) {
     let (cn, sn) = match client_side {
         Side::A => (1, 2),
         Side::B => (2, 1),
@@ -227,8 +248,20 @@ fn tcp_conversation(rng: &mut Rng, port: u16) -> Vec<Step> {
     v
 }
 
-fn udp_step(side: Side, src: Ipv4Addr, dst: Ipv4Addr, sp: u16, dp: u16) -> Step {
-    let seg = build::udp(src, dst, sp, dp, b"pollwall");
+pub(super) fn udp_step(side: Side, src: Ipv4Addr, dst: Ipv4Addr, sp: u16, dp: u16) -> Step {
+    udp_payload_step(side, src, dst, sp, dp, b"pollwall")
+}
+
+/// A UDP datagram carrying `payload`.
+pub(super) fn udp_payload_step(
+    side: Side,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sp: u16,
+    dp: u16,
+    payload: &[u8],
+) -> Step {
+    let seg = build::udp(src, dst, sp, dp, payload);
     Step {
         side,
         ip: build::ipv4(ipv4::Repr::new(src, dst, IpProtocol::UDP, 0, 64), &seg),
@@ -318,10 +351,13 @@ pub fn conversations(rng: &mut Rng, target: usize) -> Vec<Step> {
     let mut port = 20_000 + rng.below(20_000) as u16;
     while total < target {
         port = port.wrapping_add(1).max(1024);
-        let c = match rng.below(10) {
+        let c = match rng.below(13) {
             0..=4 => tcp_conversation(rng, port),
             5 | 6 => udp_conversation(rng, port),
             7 | 8 => icmp_conversation(rng, port),
+            9 => super::stateful_apps::ftp_conversation(rng, port),
+            10 => super::stateful_apps::tftp_conversation(rng, port),
+            11 => super::stateful_apps::sctp_conversation(rng, port),
             _ => other_protocol(rng),
         };
         total += c.len();
@@ -342,10 +378,26 @@ pub fn conversations(rng: &mut Rng, target: usize) -> Vec<Step> {
     out
 }
 
-/// A random stateful filter ruleset (iptables-restore text, FORWARD), plus the mangle
-/// counting rules both sides carry.
+/// A random stateful ruleset (iptables-restore text): raw-table helpers and NOTRACK, mangle
+/// counting rules (both sides need them) and CONNMARK, and a filter FORWARD chain.
 pub fn ruleset(rng: &mut Rng) -> String {
-    let mut s = String::from("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING\n-A FORWARD\nCOMMIT\n");
+    let mut s = raw_table(rng);
+    s.push_str("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING\n");
+    if rng.pct(40) {
+        s.push_str("-A PREROUTING -j CONNMARK --restore-mark\n");
+    }
+    s.push_str("-A FORWARD\n");
+    for _ in 0..rng.range(0, 2) {
+        let m = ["", " -p tcp", " -p udp", " -m conntrack --ctstate NEW"][rng.below(4) as usize];
+        let t = match rng.below(4) {
+            0 => format!("CONNMARK --set-mark {}", rng.range(1, 4)),
+            1 => format!("MARK --set-mark {}", rng.range(1, 4)),
+            2 => "CONNMARK --save-mark".to_string(),
+            _ => format!("CONNMARK --or-mark {:#x}", 1u32 << rng.below(4)),
+        };
+        s.push_str(&format!("-A FORWARD{m} -j {t}\n"));
+    }
+    s.push_str("COMMIT\n");
     let policy = if rng.pct(50) { "DROP" } else { "ACCEPT" };
     s.push_str(&format!(
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD {policy} [0:0]\n:OUTPUT ACCEPT [0:0]\n:ct_check - [0:0]\n"
@@ -376,6 +428,29 @@ pub fn ruleset(rng: &mut Rng) -> String {
     s
 }
 
+/// The raw table, always present (so a previous ruleset's raw rules go): ftp and tftp helpers
+/// on their ports, sometimes an exemption from tracking.
+fn raw_table(rng: &mut Rng) -> String {
+    let mut s = String::from("*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    if rng.pct(70) {
+        s.push_str("-A PREROUTING -p tcp -m tcp --dport 21 -j CT --helper ftp\n");
+    }
+    if rng.pct(60) {
+        s.push_str("-A PREROUTING -p udp -m udp --dport 69 -j CT --helper tftp\n");
+    }
+    if rng.pct(20) {
+        let t = if rng.pct(50) {
+            "NOTRACK"
+        } else {
+            "CT --notrack"
+        };
+        let m = [" -p udp -m udp --dport 53", " -p icmp", " -p 47"][rng.below(3) as usize];
+        s.push_str(&format!("-A PREROUTING{m} -j {t}\n"));
+    }
+    s.push_str("COMMIT\n");
+    s
+}
+
 fn states(rng: &mut Rng, names: &[&str]) -> String {
     let mut v: Vec<&str> = names.iter().copied().filter(|_| rng.pct(40)).collect();
     if v.is_empty() {
@@ -402,6 +477,17 @@ fn match_text(rng: &mut Rng) -> (String, bool) {
     }
     if rng.pct(10) {
         m.push_str(" -s 10.1.0.0/16");
+    }
+    if rng.pct(8) {
+        m.push_str(&format!(
+            " -m connmark{} --mark {}",
+            inv(rng),
+            rng.range(0, 4)
+        ));
+    }
+    if rng.pct(8) {
+        let h = ["ftp", "tftp", ""][rng.below(3) as usize];
+        m.push_str(&format!(" -m helper{} --helper \"{h}\"", inv(rng)));
     }
     match rng.below(6) {
         0 => m.push_str(&format!(

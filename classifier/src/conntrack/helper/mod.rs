@@ -201,8 +201,8 @@ impl Expectation {
         t.proto == self.proto
             && t.dst == self.dst
             && t.dport == self.dport
-            && self.src.map_or(true, |s| s == t.src)
-            && self.sport.map_or(true, |p| p == t.sport)
+            && self.src.is_none_or(|s| s == t.src)
+            && self.sport.is_none_or(|p| p == t.sport)
     }
 
     /// `expect_matches` (tuple and mask part): the same expectation. Class, master and zone are

@@ -720,7 +720,7 @@ fn random_payloads_never_panic() {
             Dir::Reply
         };
         let mut p: Vec<u8> = Vec::new();
-        if rng.next_u64() % 4 != 0 {
+        if !rng.next_u64().is_multiple_of(4) {
             p.extend_from_slice(heads[rng.below(heads.len())]);
         }
         let n = if round % 997 == 0 {
@@ -728,7 +728,7 @@ fn random_payloads_never_panic() {
         } else {
             rng.below(200)
         };
-        let raw = rng.next_u64() % 3 == 0;
+        let raw = rng.next_u64().is_multiple_of(3);
         for _ in 0..n {
             let b = if raw {
                 rng.next_u64() as u8
@@ -737,22 +737,22 @@ fn random_payloads_never_panic() {
             };
             p.push(b);
         }
-        if rng.next_u64() % 3 == 0 {
+        if rng.next_u64().is_multiple_of(3) {
             p.extend_from_slice(b"\r\n");
         }
         // Mostly at a remembered position, sometimes anywhere.
-        let s = if rng.next_u64() % 4 == 0 {
+        let s = if rng.next_u64().is_multiple_of(4) {
             rng.next_u64() as u32
         } else {
             seq[dir.index()]
         };
-        let doff = if rng.next_u64() % 50 == 0 {
+        let doff = if rng.next_u64().is_multiple_of(50) {
             (rng.next_u64() % 16) as u8
         } else {
             5
         };
         let pkt = seg_doff(s, doff, &p);
-        let cut = if rng.next_u64() % 50 == 0 {
+        let cut = if rng.next_u64().is_multiple_of(50) {
             rng.below(pkt.len() + 1)
         } else {
             pkt.len()
@@ -771,7 +771,7 @@ fn random_payloads_never_panic() {
 #[test]
 fn very_long_lines_are_partial_not_a_panic() {
     let mut long_digits = b"PORT ".to_vec();
-    long_digits.extend(std::iter::repeat(b'1').take(70_000));
+    long_digits.extend(std::iter::repeat_n(b'1', 70_000));
     long_digits.extend_from_slice(b"\r\n");
     assert_eq!(
         run(Dir::Original, &long_digits),
@@ -779,14 +779,14 @@ fn very_long_lines_are_partial_not_a_panic() {
     );
 
     let mut no_space = b"PORT".to_vec();
-    no_space.extend(std::iter::repeat(b'x').take(70_000));
+    no_space.extend(std::iter::repeat_n(b'x', 70_000));
     assert_eq!(
         run(Dir::Original, &no_space),
         FtpVerdict::Partial(FtpType::Port)
     );
 
     let mut no_digit = b"227 ".to_vec();
-    no_digit.extend(std::iter::repeat(b'x').take(70_000));
+    no_digit.extend(std::iter::repeat_n(b'x', 70_000));
     assert_eq!(
         run(Dir::Reply, &no_digit),
         FtpVerdict::Partial(FtpType::Pasv)
@@ -799,14 +799,14 @@ fn very_long_lines_are_partial_not_a_panic() {
     assert_eq!(run(Dir::Reply, &commas), FtpVerdict::Partial(FtpType::Pasv));
 
     let mut no_paren = b"229 ".to_vec();
-    no_paren.extend(std::iter::repeat(b'a').take(70_000));
+    no_paren.extend(std::iter::repeat_n(b'a', 70_000));
     assert_eq!(
         run(Dir::Reply, &no_paren),
         FtpVerdict::Partial(FtpType::Epsv)
     );
 
     let mut long_port = b"EPRT |1|10.1.1.1|".to_vec();
-    long_port.extend(std::iter::repeat(b'9').take(70_000));
+    long_port.extend(std::iter::repeat_n(b'9', 70_000));
     long_port.push(b'|');
     // 70000 nines in wrapping u16 arithmetic: some port, never a panic.
     let v = run(Dir::Original, &long_port);
