@@ -74,6 +74,21 @@ impl RuleInfo for Info<'_> {
     }
 }
 
+/// How many stateful slots of each kind the chains compiled so far used.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SlotCounts {
+    pub buckets: u32,
+    pub connlimits: u32,
+}
+
+/// The per-worker state a rule's stateful matches change: the limit buckets, the connlimit
+/// groups, and the connection table connlimit counts against.
+pub struct MatchSide<'a> {
+    pub buckets: &'a mut [Bucket],
+    pub connlimits: &'a mut crate::conntrack::connlimit::ConnLimits,
+    pub table: Option<&'a crate::conntrack::Table>,
+}
+
 /// What `next_match` found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Found {
@@ -93,7 +108,7 @@ impl CChain {
         model: &[Rule],
         targets: Vec<CTarget>,
         dense_base: u32,
-        bucket_base: &mut u32,
+        slots: &mut SlotCounts,
         params: &TreeParams,
     ) -> CChain {
         let mut rules = Vec::with_capacity(model.len());
@@ -101,17 +116,23 @@ impl CChain {
         for r in model.iter() {
             let (rbox, exact) = rule_box(r);
             let mut limit_slots = Vec::new();
+            let mut connlimit_slots = Vec::new();
             for (mi, m) in r.matches.iter().enumerate() {
                 if matches!(m, Match::Limit(_)) {
-                    limit_slots.push((mi, *bucket_base));
-                    *bucket_base += 1;
+                    limit_slots.push((mi, slots.buckets));
+                    slots.buckets += 1;
+                }
+                if matches!(m, Match::Connlimit(_)) {
+                    connlimit_slots.push((mi, slots.connlimits));
+                    slots.connlimits += 1;
                 }
             }
-            stateful.push(!limit_slots.is_empty());
+            stateful.push(!limit_slots.is_empty() || !connlimit_slots.is_empty());
             rules.push(CRule {
                 rbox,
                 exact,
                 limit_slots,
+                connlimit_slots,
             });
         }
         let terminal: Vec<bool> = model
@@ -178,20 +199,37 @@ impl CChain {
         h: &Headers,
         meta: &PacketMeta,
         fx: &Effects,
-        buckets: &mut [Bucket],
+        side: &mut MatchSide<'_>,
     ) -> RuleMatch {
         let env = MatchEnv {
             mark: fx.mark.unwrap_or(meta.mark),
             ctmark: fx.ctmark.unwrap_or(meta.ct.mark),
             meta,
         };
-        let slots = &self.rules[i].limit_slots;
-        rule_matches(&self.model[i], h, &env, |mi, _| {
+        let rule = &self.rules[i];
+        let MatchSide {
+            buckets,
+            connlimits,
+            table,
+        } = side;
+        let slot_of = |slots: &[(usize, u32)], mi: usize| {
             slots
                 .iter()
                 .find(|(m, _)| *m == mi)
-                .is_some_and(|(_, b)| buckets[*b as usize].take(meta.now_ns))
-        })
+                .map(|(_, s)| *s as usize)
+        };
+        rule_matches(
+            &self.model[i],
+            h,
+            &env,
+            |mi, _| slot_of(&rule.limit_slots, mi).is_some_and(|b| buckets[b].take(meta.now_ns)),
+            |mi, c| match slot_of(&rule.connlimit_slots, mi) {
+                Some(slot) => {
+                    crate::conntrack::connlimit::count_packet(connlimits, slot, c, h, meta, *table)
+                }
+                None => 0,
+            },
+        )
     }
 
     /// First matching rule at or after `from`, by the trees (`fast`) or by a linear walk.
@@ -204,13 +242,13 @@ impl CChain {
         h: &Headers,
         meta: &PacketMeta,
         fx: &Effects,
-        buckets: &mut [Bucket],
+        side: &mut MatchSide<'_>,
         fast: bool,
         pre: Option<&[Option<&[LeafEntry]>; MAX_PARTS]>,
     ) -> Found {
         if !fast {
             for i in from..self.rules.len() {
-                match self.check(i, h, meta, fx, buckets) {
+                match self.check(i, h, meta, fx, side) {
                     RuleMatch::Yes => return Found::Rule(i),
                     RuleMatch::HotDrop => return Found::HotDrop,
                     RuleMatch::No => {}
@@ -252,7 +290,7 @@ impl CChain {
                         tentative = false;
                         break;
                     }
-                    match self.check(c, h, meta, fx, buckets) {
+                    match self.check(c, h, meta, fx, side) {
                         RuleMatch::No => {}
                         RuleMatch::Yes => {
                             best = c;
@@ -273,7 +311,7 @@ impl CChain {
             if !tentative {
                 return Found::Rule(best);
             }
-            match self.check(best, h, meta, fx, buckets) {
+            match self.check(best, h, meta, fx, side) {
                 RuleMatch::Yes => return Found::Rule(best),
                 RuleMatch::HotDrop => return Found::HotDrop,
                 RuleMatch::No => from = best + 1,

@@ -13,6 +13,7 @@ mod counters;
 pub mod rbox;
 pub mod tree;
 
+use crate::conntrack::CtConfig;
 use crate::eval::limit::Bucket;
 use crate::eval::{hook_tables, Hit, Stage, Trace, Verdict};
 use crate::model::*;
@@ -155,13 +156,46 @@ pub struct CompiledRuleset {
 }
 
 /// Per-worker mutable state: the counter shard (rules by slot, policies), limit buckets.
-#[derive(Debug)]
 pub struct WorkerState {
     /// Shared with whoever sums counters while the worker runs.
     pub counters: std::sync::Arc<CounterShard>,
     pub buckets: Vec<Bucket>,
     /// Jump return points of the walk in progress (kept here so the walk never allocates).
     stack: Vec<(u32, u32)>,
+    /// `-m connlimit` groups.
+    pub connlimits: crate::conntrack::connlimit::ConnLimits,
+    /// This worker's connection tracker, when the ruleset needs one (connlimit counts against
+    /// its table).
+    pub ct: Option<Box<crate::conntrack::Tracker>>,
+}
+
+impl std::fmt::Debug for WorkerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerState")
+            .field("buckets", &self.buckets.len())
+            .field("connlimit_tuples", &self.connlimits.len())
+            .field("tracked", &self.ct.as_ref().map(|t| t.table.len()))
+            .finish()
+    }
+}
+
+impl WorkerState {
+    /// How many connlimit tuples this state may hold (the connection table's size).
+    pub fn connlimits_limit(&self) -> usize {
+        self.ct
+            .as_ref()
+            .map_or(CtConfig::default().max, |t| t.cfg.max) as usize
+    }
+
+    /// The stateful matches' view of this state.
+    #[inline]
+    fn side(&mut self) -> chain::MatchSide<'_> {
+        chain::MatchSide {
+            buckets: &mut self.buckets,
+            connlimits: &mut self.connlimits,
+            table: self.ct.as_deref().map(|t| &t.table),
+        }
+    }
 }
 
 fn table_index(kind: TableKind) -> usize {
@@ -216,7 +250,7 @@ impl CompiledRuleset {
     pub fn compile(rs: &Ruleset, start_ns: u64, params: &TreeParams) -> CompiledRuleset {
         let mut rule_ids = Vec::new();
         let mut policy_slots = Vec::new();
-        let mut bucket_count = 0u32;
+        let mut slots = chain::SlotCounts::default();
         let mut buckets_init = Vec::new();
         let mut tables = Vec::new();
         for t in &rs.tables {
@@ -242,7 +276,7 @@ impl CompiledRuleset {
                     .collect();
                 let base = rule_ids.len() as u32;
                 rule_ids.extend(c.rules.iter().map(|r| r.id));
-                let cc = CChain::build(&c.rules, targets, base, &mut bucket_count, params);
+                let cc = CChain::build(&c.rules, targets, base, &mut slots, params);
                 for r in &c.rules {
                     for m in &r.matches {
                         if let Match::Limit(l) = m {
@@ -252,7 +286,7 @@ impl CompiledRuleset {
                 }
                 debug_assert_eq!(
                     buckets_init.len() as u32,
-                    bucket_count,
+                    slots.buckets,
                     "one bucket per limit match"
                 );
                 chains.push(cc);
@@ -369,6 +403,11 @@ impl CompiledRuleset {
             }),
             buckets: self.buckets_init.clone(),
             stack: Vec::with_capacity(MAX_JUMP_DEPTH),
+            connlimits: crate::conntrack::connlimit::ConnLimits::new(
+                crate::conntrack::CtConfig::default().max as usize,
+                0,
+            ),
+            ct: None,
         }
     }
 
@@ -606,7 +645,7 @@ impl CompiledRuleset {
     ) -> Verdict {
         let bytes = u64::from(h.ip_len);
         let fx = Effects::default();
-        match c.next_match(0, key, h, meta, &fx, &mut st.buckets, true, Some(leaves)) {
+        match c.next_match(0, key, h, meta, &fx, &mut st.side(), true, Some(leaves)) {
             Found::Rule(i) => {
                 st.counters.rules.at(c.dense_base as usize + i).add(bytes);
                 match c.targets[i] {
@@ -652,7 +691,7 @@ impl CompiledRuleset {
             let c = &t.chains[chain];
             // The precomputed candidates serve the start chain (same key, any position).
             let leaves = if chain == start as usize { pre } else { None };
-            let found = c.next_match(pos, key, h, meta, fx, &mut st.buckets, fast, leaves);
+            let found = c.next_match(pos, key, h, meta, fx, &mut st.side(), fast, leaves);
             let i = match found {
                 Found::HotDrop => return Some(Verdict::HotDrop),
                 Found::End => {

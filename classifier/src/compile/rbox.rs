@@ -93,6 +93,8 @@ pub struct CRule {
     pub exact: bool,
     /// Bucket index of each match (limit matches only), by match position.
     pub limit_slots: Vec<(usize, u32)>,
+    /// Group-table slot of each connlimit match, by match position.
+    pub connlimit_slots: Vec<(usize, u32)>,
 }
 
 fn prefix_range(n: &Ipv4Net) -> Option<(u32, u32)> {

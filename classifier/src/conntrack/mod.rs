@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod connlimit;
 pub mod expect;
 pub mod generic;
 pub mod helper;

@@ -216,6 +216,19 @@ impl Table {
         })
     }
 
+    /// The confirmed, unexpired connection whose original or reply tuple is `t`, without
+    /// touching the table (`nf_conntrack_find_get`, which sees only confirmed entries).
+    pub fn peek(&self, t: &Tuple) -> Option<&Conn> {
+        let hash = self.hash(t);
+        let slab = &self.slab;
+        let v = *self.index.find(hash, |&v| {
+            slab[(v >> 1) as usize].tuple[(v & 1) as usize] == *t
+        })?;
+        let c = &self.slab[(v >> 1) as usize];
+        let live = c.status & status::CONFIRMED != 0 && !ms_reached(self.now_ms, c.expires);
+        live.then_some(c)
+    }
+
     /// Prefetches the index group `t` hashes to (batch lookups issue these first).
     #[inline]
     pub fn hash_of(&self, t: &Tuple) -> u64 {

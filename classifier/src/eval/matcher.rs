@@ -167,7 +167,7 @@ pub fn match_one(
             b(env.meta.ct.has_conn() && (((env.ctmark & c.mask) == c.mark) ^ c.invert))
         }
         Match::Helper(hm) => b(helper_match(hm, &env.meta.ct)),
-        // Counted by the dataplane's per-rule tables: see `Match::Connlimit` in compile.
+        // Counted with the worker's connection groups: `rule_matches` handles it.
         Match::Connlimit(_) => Yes,
         Match::Comment(_) => Yes,
         Match::Iprange(r) => {
@@ -285,11 +285,20 @@ pub fn rule_matches(
     h: &Headers,
     env: &MatchEnv,
     mut limit: impl FnMut(usize, &LimitMatch) -> bool,
+    mut connlimit: impl FnMut(usize, &ConnlimitMatch) -> u32,
 ) -> RuleMatch {
     if !ip_match(rule, h, env.meta) {
         return RuleMatch::No;
     }
     for (i, m) in rule.matches.iter().enumerate() {
+        if let Match::Connlimit(c) = m {
+            // connlimit_mt: 0 means the packet could not be counted (hotdrop).
+            match connlimit(i, c) {
+                0 => return RuleMatch::HotDrop,
+                n if (n > c.limit) != c.upto => continue,
+                _ => return RuleMatch::No,
+            }
+        }
         match match_one(m, h, env, |l| limit(i, l)) {
             RuleMatch::Yes => {}
             other => return other,

@@ -117,6 +117,10 @@ pub struct RefEvaluator<'a> {
     rs: &'a Ruleset,
     start_ns: u64,
     buckets: HashMap<(RuleId, usize), Bucket>,
+    /// connlimit groups (without a connection table: a group only ever holds what was counted
+    /// since it was last walked), by the match's slot.
+    connlimits: crate::conntrack::connlimit::ConnLimits,
+    connlimit_slots: HashMap<(RuleId, usize), usize>,
 }
 
 impl<'a> RefEvaluator<'a> {
@@ -126,6 +130,8 @@ impl<'a> RefEvaluator<'a> {
             rs,
             start_ns,
             buckets: HashMap::new(),
+            connlimits: crate::conntrack::connlimit::ConnLimits::new(1 << 18, 0),
+            connlimit_slots: HashMap::new(),
         }
     }
 
@@ -203,12 +209,23 @@ impl<'a> RefEvaluator<'a> {
             let start = self.start_ns;
             let buckets = &mut self.buckets;
             let now = meta.now_ns;
-            let res = rule_matches(rule, h, &env, |i, l| {
-                buckets
-                    .entry((rule.id, i))
-                    .or_insert_with(|| Bucket::new(l, start))
-                    .take(now)
-            });
+            let (groups, slots) = (&mut self.connlimits, &mut self.connlimit_slots);
+            let res = rule_matches(
+                rule,
+                h,
+                &env,
+                |i, l| {
+                    buckets
+                        .entry((rule.id, i))
+                        .or_insert_with(|| Bucket::new(l, start))
+                        .take(now)
+                },
+                |i, c| {
+                    let next = slots.len();
+                    let slot = *slots.entry((rule.id, i)).or_insert(next);
+                    crate::conntrack::connlimit::count_packet(groups, slot, c, h, meta, None)
+                },
+            );
             match res {
                 RuleMatch::No => continue,
                 RuleMatch::HotDrop => return TableEnd::Stop(Verdict::HotDrop),

@@ -179,8 +179,6 @@ pub struct Pipeline {
     groups: Box<[GroupBuf; GROUPS]>,
     /// Each group's verdicts (a group can be flushed while another's are being acted on).
     out: Box<[GroupVerdicts; GROUPS]>,
-    /// Connection tracking, while the ruleset uses it (its table outlives ruleset changes).
-    ct: Option<Box<Tracker>>,
     logs: Box<LogHits>,
     sinks: Sinks,
     icmp: IcmpRateLimit,
@@ -207,10 +205,12 @@ impl Pipeline {
         sinks: Sinks,
         tap: Option<Arc<Tap>>,
     ) -> Pipeline {
-        let st = rules.new_state();
-        let ct = rules
+        let mut st = rules.new_state();
+        st.ct = rules
             .uses_conntrack()
             .then(|| Box::new(Tracker::new(Default::default(), random_seed(), 0)));
+        st.connlimits =
+            classifier::conntrack::connlimit::ConnLimits::new(st.connlimits_limit(), random_seed());
         Pipeline {
             rules,
             st,
@@ -218,7 +218,6 @@ impl Pipeline {
             stats,
             groups: Box::new(std::array::from_fn(|_| GroupBuf::new())),
             out: Box::new([[(Verdict::Accept, Effects::default()); BATCH]; GROUPS]),
-            ct,
             logs: Box::new(LogHits {
                 hits: [(0, RuleId(0)); BATCH * 2],
                 n: 0,
@@ -235,15 +234,17 @@ impl Pipeline {
 
     /// Tracks connections with these settings (when the ruleset needs tracking).
     pub fn with_conntrack(mut self, cfg: classifier::conntrack::CtConfig) -> Pipeline {
-        if self.ct.is_some() {
-            self.ct = Some(Box::new(Tracker::new(cfg, random_seed(), 0)));
+        if self.st.ct.is_some() {
+            self.st.connlimits =
+                classifier::conntrack::connlimit::ConnLimits::new(cfg.max as usize, random_seed());
+            self.st.ct = Some(Box::new(Tracker::new(cfg, random_seed(), 0)));
         }
         self
     }
 
     /// The connection tracker, while the ruleset needs one.
     pub fn tracker(&self) -> Option<&Tracker> {
-        self.ct.as_deref()
+        self.st.ct.as_deref()
     }
 
     /// Turns flow steering on (several workers).
@@ -386,12 +387,12 @@ impl Pipeline {
             self.stats.add(Counter::RxPackets, descs.len() as u64);
             self.stats.add(Counter::RxBytes, bytes);
         }
-        if let Some(ct) = self.ct.as_mut() {
+        if let Some(ct) = self.st.ct.as_mut() {
             ct.set_clock(now_ns);
         }
         self.run_group(io, Group::RawPre);
         self.run_arriving(io);
-        if let Some(ct) = self.ct.as_mut() {
+        if let Some(ct) = self.st.ct.as_mut() {
             ct.age(AGE_BUDGET);
         }
     }
@@ -417,7 +418,7 @@ impl Pipeline {
             Group::RawOut => Group::Output,
             _ => Group::Pre,
         };
-        if self.ct.is_some() || !self.rules.stage_is_empty(raw.hook(), Stage::Raw) {
+        if self.st.ct.is_some() || !self.rules.stage_is_empty(raw.hook(), Stage::Raw) {
             raw
         } else {
             direct
@@ -497,7 +498,7 @@ impl Pipeline {
                 }
             }
         }
-        if let Some(ct) = self.ct.as_mut() {
+        if let Some(ct) = self.st.ct.as_mut() {
             ct.set_clock(now_ns);
         }
         self.run_group(io, Group::RawOut);

@@ -42,7 +42,7 @@ impl Pipeline {
         } else {
             Group::RawOut
         };
-        if self.ct.is_none() {
+        if self.st.ct.is_none() {
             self.pass(from, i, to, mark);
             return;
         }
@@ -62,7 +62,9 @@ impl Pipeline {
             (gb.h[i], gb.d[i])
         };
         loop {
-            let Some(ct) = self.ct.as_mut() else { return };
+            let Some(ct) = self.st.ct.as_mut() else {
+                return;
+            };
             let ip = io
                 .frame(d.addr, d.len)
                 .and_then(|f| f.get(usize::from(h.l3_offset)..))
@@ -103,7 +105,9 @@ impl Pipeline {
     /// `survived` the hooks, freed when it did not.
     pub(super) fn settle(&mut self, g: Group, i: usize, survived: bool) {
         let o = self.groups[g as usize].ct[i];
-        let Some(ct) = self.ct.as_mut() else { return };
+        let Some(ct) = self.st.ct.as_mut() else {
+            return;
+        };
         if survived {
             ct.confirm(&o);
         } else {
@@ -121,7 +125,7 @@ impl Pipeline {
     pub(super) fn confirm_out<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize) -> bool {
         let gb = &self.groups[g as usize];
         let (h, d, o) = (gb.h[i], gb.d[i], gb.ct[i]);
-        if let (Some(ct), Outcome::Conn { .. }) = (self.ct.as_mut(), o) {
+        if let (Some(ct), Outcome::Conn { .. }) = (self.st.ct.as_mut(), o) {
             let ip = io
                 .frame(d.addr, d.len)
                 .and_then(|f| f.get(usize::from(h.l3_offset)..))
@@ -139,7 +143,7 @@ impl Pipeline {
     /// A CONNMARK target set the connection's mark: the table and the packet's own view of it
     /// (later hooks match on it) take the new value.
     pub(super) fn save_ctmark(&mut self, g: Group, i: usize, ctmark: Option<u32>) {
-        let (Some(ct), Some(v)) = (self.ct.as_mut(), ctmark) else {
+        let (Some(ct), Some(v)) = (self.st.ct.as_mut(), ctmark) else {
             return;
         };
         let gb = &mut self.groups[g as usize];
@@ -158,7 +162,9 @@ impl Pipeline {
             _ => return,
         };
         let hook = g.hook();
-        let Some(ct) = self.ct.as_mut() else { return };
+        let Some(ct) = self.st.ct.as_mut() else {
+            return;
+        };
         let gb = &self.groups[g as usize];
         if let (Outcome::Conn { id, .. }, true) = (gb.ct[i], gb.m[i].ct.nat_sees(hook)) {
             if self.rules.hook_has_table(hook, TableKind::Nat) {

@@ -25,6 +25,7 @@ use super::stateful_gen::{conversations, ruleset, Side, Step};
 use crate::netns::{require_root_and, veth_pair, Netns, RawSender};
 use dataplane::pcapng::PcapNgOut;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -145,21 +146,35 @@ impl Rig {
     }
 
     /// Sends every step from its side, in order; returns each frame's send time (ns).
-    fn send(&self, frames: &[(Side, Vec<u8>)]) -> Vec<u64> {
+    /// Sends the frames in order; `tick_apart` puts each in a jiffy of its own (connlimit
+    /// skips its garbage collection for a second packet within one jiffy, and which jiffy a
+    /// frame lands in is the kernel's business down to microseconds).
+    fn send(&self, frames: &[(Side, Vec<u8>)], tick_apart: bool) -> Vec<u64> {
         let mut times = Vec::with_capacity(frames.len());
         std::thread::scope(|sc| {
             let mut tx = Vec::new();
             let mut done = Vec::new();
+            let last_tick = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             for (ns, dev) in [(&self.a, IF_A), (&self.b, IF_B)] {
+                let last_tick = last_tick.clone();
                 let (t, r) = mpsc::channel::<Vec<u8>>();
                 let (dt, dr) = mpsc::channel::<u64>();
                 sc.spawn(move || {
                     ns.enter_on_this_thread().expect("setns");
+                    pin_to_first_cpu();
                     let s = RawSender::open(dev).expect("AF_PACKET socket");
                     for f in r {
-                        let at = now_ns();
+                        // The kernel handles the frame inside the send (veth delivers it in
+                        // the sender's softirq): the middle of the call is its time.
+                        let mut before = away_from_tick();
+                        while tick_apart && before / TICK_NS <= last_tick.load(Ordering::SeqCst) {
+                            std::thread::sleep(std::time::Duration::from_micros(500));
+                            before = away_from_tick();
+                        }
+                        last_tick.store(before / TICK_NS, Ordering::SeqCst);
                         s.send(&f).expect("send frame");
-                        let _ = dt.send(at);
+                        let after = monotonic_ns();
+                        let _ = dt.send(before + (after - before) / 2);
                     }
                 });
                 tx.push(t);
@@ -195,6 +210,64 @@ fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Runs this thread on the first CPU it may use. veth delivers a frame in its sender's
+/// softirq, so both senders on one CPU make the kernel handle every frame on the same CPU, as
+/// one pollwall worker does (nf_conncount, for one, treats entries another CPU added in the
+/// last two jiffies differently).
+fn pin_to_first_cpu() {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity/setaffinity read and write one.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return;
+        }
+        let Some(cpu) = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set)) else {
+            return;
+        };
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+    }
+}
+
+/// The kernel's jiffies (HZ 250) tick at CLOCK_MONOTONIC multiples of 4 ms, a few tens of
+/// microseconds late: waits until the clock is well inside a tick, so the frame sent next is
+/// handled in the jiffy its capture time names. Returns the time.
+/// One jiffy at HZ 250.
+const TICK_NS: u64 = 4_000_000;
+
+fn away_from_tick() -> u64 {
+    const TICK: u64 = TICK_NS;
+    const GUARD: u64 = 150_000;
+    loop {
+        let t = monotonic_ns();
+        let r = t % TICK;
+        if (GUARD..TICK - GUARD).contains(&r) {
+            return t;
+        }
+        let wait = if r < GUARD {
+            GUARD - r
+        } else {
+            TICK - r + GUARD
+        };
+        std::thread::sleep(std::time::Duration::from_nanos(wait));
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the kernel's jiffies tick at its multiples of 1/HZ, so capture
+/// times on this clock let the replay see the same jiffy changes (connlimit's same-jiffy
+/// shortcut depends on them).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the struct we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// `conntrack -L` lines without their timeout, sorted.
@@ -304,8 +377,11 @@ fn run_seed(rig: &Rig, dir: &std::path::Path, seed: u64, rulesets: usize) -> Vec
             .map(|s| (s.side, frame(s.side, &s.ip)))
             .collect();
         rig.load(&rules);
-        let times = rig.send(&frames);
+        let times = rig.send(&frames, rules.contains("connlimit"));
         let (ksave, kct) = (rig.save(), rig.conntrack());
+        if std::env::var_os("STATEFUL_DIFF_DUMP").is_some() {
+            eprintln!("--- seed {seed} ruleset {k}: kernel counters\n{ksave}");
+        }
         match replay(dir, &rules, &frames, &times) {
             Err(e) => failures.push(format!("seed {seed} ruleset {k}: replay failed: {e}")),
             Ok((osave, oct)) => {

@@ -485,6 +485,23 @@ fn match_text(rng: &mut Rng) -> (String, bool) {
             rng.range(0, 4)
         ));
     }
+    if rng.pct(6) {
+        if !m.contains("-p ") && rng.pct(70) {
+            m.push_str(" -p tcp --syn");
+        }
+        let (opt, n) = if rng.pct(70) {
+            ("above", rng.range(0, 3))
+        } else {
+            ("upto", rng.range(0, 3))
+        };
+        m.push_str(&format!(" -m connlimit{} --connlimit-{opt} {n}", inv(rng)));
+        // One group per rule (every address is in 10/8): with several, the kernel's
+        // asynchronous tree gc walks groups at times no replay can know.
+        m.push_str(" --connlimit-mask 8");
+        if rng.pct(30) {
+            m.push_str(" --connlimit-daddr");
+        }
+    }
     if rng.pct(8) {
         let h = ["ftp", "tftp", ""][rng.below(3) as usize];
         m.push_str(&format!(" -m helper{} --helper \"{h}\"", inv(rng)));
