@@ -13,7 +13,7 @@ pub struct QueuedFrame {
     pub hook: Hook,
     pub in_port: u8,
     pub len: u16,
-    pub data: [u8; 2048],
+    pub data: [u8; crate::steer::MAX_FRAME],
 }
 
 /// Where LOG records and QUEUE frames leave the worker.

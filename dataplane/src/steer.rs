@@ -3,12 +3,16 @@
 
 use classifier::packet::Headers;
 
+/// The largest frame a worker can receive: the largest UMEM frame size the configuration
+/// accepts (`frame_size = 4096`).
+pub const MAX_FRAME: usize = 4096;
+
 /// A frame on its way to the worker that owns its flow.
 #[derive(Clone)]
 pub struct Handoff {
     pub port: u8,
     pub len: u16,
-    pub data: [u8; 2048],
+    pub data: [u8; MAX_FRAME],
 }
 
 /// Flow steering: every flow (both directions) belongs to one worker, chosen by a symmetric,

@@ -309,10 +309,7 @@ fn slow_path<F: FnMut(&[u8])>(
     let mut count = 0u32;
     while left > 0 {
         let first_frag = offset == 0;
-        let mut len = left;
-        if len > mtu_data {
-            len = mtu_data;
-        }
+        let mut len = left.min(mtu_data);
         if len < left {
             len &= !7;
         }

@@ -19,7 +19,7 @@ pub use crate::queue::{QueuedFrame, Sinks};
 use crate::reject::{build_reject, IcmpRateLimit};
 use crate::route::{self, Route};
 use crate::stats::{Counter, StatsShard};
-pub use crate::steer::{flow_owner, Handoff, Steering};
+pub use crate::steer::{flow_owner, Handoff, Steering, MAX_FRAME};
 use crate::tap::Tap;
 use crate::xsk::XdpDesc;
 use classifier::compile::{BatchRecorder, CompiledRuleset, WorkerState};
@@ -191,10 +191,20 @@ pub struct Pipeline {
 const ETH_P_ARP: u16 = 0x0806;
 
 fn ethertype(f: &[u8]) -> u16 {
-    match f.get(12..14) {
-        Some(b) => u16::from_be_bytes([b[0], b[1]]),
-        None => 0,
+    // The type after any 802.1Q / 802.1ad tags (at most two, as the parser reads): a tagged
+    // ARP frame is ARP.
+    let mut at = 12;
+    for _ in 0..3 {
+        let Some(b) = f.get(at..at + 2) else {
+            return 0;
+        };
+        let t = u16::from_be_bytes([b[0], b[1]]);
+        if !matches!(t, 0x8100 | 0x88a8) {
+            return t;
+        }
+        at += 4;
     }
+    0
 }
 
 impl Pipeline {
@@ -354,11 +364,11 @@ impl Pipeline {
                 let owner = flow_owner(&h, self.steering.key, self.steering.workers);
                 if owner != self.steering.worker {
                     let sent = match self.steering.out.get_mut(owner) {
-                        Some(Some(ring)) if !ring.is_full() && f.len() <= 2048 => {
+                        Some(Some(ring)) if !ring.is_full() && f.len() <= MAX_FRAME => {
                             let mut m = Handoff {
                                 port: port as u8,
                                 len: f.len() as u16,
-                                data: [0; 2048],
+                                data: [0; MAX_FRAME],
                             };
                             m.data[..f.len()].copy_from_slice(f);
                             ring.push(m).is_ok()
@@ -719,8 +729,8 @@ impl Pipeline {
                                 queue: num,
                                 hook: g.hook(),
                                 in_port: self.groups[g as usize].port[i],
-                                len: f.len().min(2048) as u16,
-                                data: [0; 2048],
+                                len: f.len().min(MAX_FRAME) as u16,
+                                data: [0; MAX_FRAME],
                             };
                             q.data[..usize::from(q.len)].copy_from_slice(&f[..usize::from(q.len)]);
                             ring.push(q).is_ok()
