@@ -1,10 +1,11 @@
 //! `pollwall demo`: the main job on an embedded default ruleset.
 //!
 //! As root it builds a test topology in network namespaces it creates (a client host, pollwall
-//! bridging two veths, a server host: module `topology`), loads [`DEFAULT_RULES`] (a stateless
-//! ACL: ssh, web and DNS allowed towards the server and their replies back, the rest logged with
-//! a rate limit and rejected), starts the AF_XDP dataplane in-process, runs traffic through it
-//! for a few seconds (module `live`), prints what each exchange did, the LOG lines,
+//! bridging two veths, a server host: module `topology`), loads [`DEFAULT_RULES`] (a stateful
+//! firewall: new connections from the client to ssh, web and DNS, replies by connection state,
+//! the rest logged with a rate limit and rejected), starts the AF_XDP dataplane in-process,
+//! runs traffic through it for a few seconds (module `live`), prints what each exchange did,
+//! the LOG lines, the connections the workers tracked (as `conntrack -L` prints them),
 //! `iptables -L -v -n` with the counters the workers kept, the measured packet rate and the
 //! frame accounting, and removes everything it made (also on errors, panics and Ctrl-C).
 //!
@@ -31,25 +32,25 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The embedded default ruleset, in `iptables-restore` format: a stateless ACL for the demo's
-/// bridge, `pwf0` facing the client and `pwf1` facing the server. There is no connection
-/// tracking, so replies are allowed by their source port.
+/// The embedded default ruleset, in `iptables-restore` format: a stateful firewall for the
+/// demo's bridge, `pwf0` facing the client and `pwf1` facing the server. Replies and related
+/// traffic (ICMP errors about a connection) pass by connection state; new connections only
+/// from the client side, to ssh, web and DNS; the rest from the client is logged with a rate
+/// limit and rejected; anything new from the server side meets the DROP policy.
 pub const DEFAULT_RULES: &str = "\
 *filter
 :INPUT DROP [0:0]
 :FORWARD DROP [0:0]
 :OUTPUT ACCEPT [0:0]
 :to-server - [0:0]
-:to-client - [0:0]
--A FORWARD -i pwf0 -o pwf1 -j to-server
--A FORWARD -i pwf1 -o pwf0 -j to-client
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment \"replies and related\" -j ACCEPT
+-A FORWARD -m conntrack --ctstate INVALID -j DROP
+-A FORWARD -i pwf0 -o pwf1 -m conntrack --ctstate NEW -j to-server
 -A to-server -p tcp -m multiport --dports 22,80,443 -m comment --comment \"ssh and web\" -j ACCEPT
 -A to-server -p udp -m udp --dport 53 -m comment --comment dns -j ACCEPT
 -A to-server -m limit --limit 5/min -j LOG --log-prefix \"pollwall reject: \"
 -A to-server -p tcp -j REJECT --reject-with tcp-reset
 -A to-server -j REJECT --reject-with icmp-port-unreachable
--A to-client -p tcp -m multiport --sports 22,80,443 -m comment --comment \"ssh and web replies\" -j ACCEPT
--A to-client -p udp -m udp --sport 53 -m comment --comment \"dns replies\" -j ACCEPT
 COMMIT
 ";
 
@@ -239,6 +240,14 @@ fn report(rs: &mut Ruleset, compiled: &CompiledRuleset, o: Outcome) -> Result<bo
     for l in &o.logs {
         println!("  {l}");
     }
+    let trackers: Vec<&classifier::conntrack::Tracker> =
+        o.states.iter().filter_map(|s| s.ct.as_deref()).collect();
+    let conns = classifier::conntrack::list::listing(trackers.iter().copied());
+    println!("\nconnections tracked ($ conntrack -L):");
+    for l in &conns {
+        println!("  {l}");
+    }
+    println!("  {}", classifier::conntrack::list::summary(conns.len()));
     let states: Vec<&WorkerState> = o.states.iter().collect();
     crate::counters::fold(rs, compiled, &states);
     println!("\n$ iptables -L -v -n");
@@ -327,7 +336,10 @@ mod tests {
         let sent = m
             .send(PORT_SERVER, &[frames::udp(SERVER, CLIENT, 53, 40002, b"a")])
             .unwrap();
-        assert_eq!(sent.to_client.len(), 1, "a DNS reply goes back");
+        assert!(
+            sent.to_client.is_empty(),
+            "a DNS 'reply' to no query is NEW from the server side: dropped"
+        );
         let sent = m
             .send(
                 PORT_SERVER,
@@ -345,18 +357,28 @@ mod tests {
         );
         assert!(logs[0].contains("DPT=23"), "{}", logs[0]);
         assert_eq!(m.stats().get(Counter::RejectSent), 2);
-        assert_eq!(m.stats().get(Counter::Forwarded), 2);
+        assert_eq!(m.stats().get(Counter::Forwarded), 1);
+        let conns = classifier::conntrack::list::listing(m.tracker());
+        assert_eq!(
+            conns.len(),
+            1,
+            "only the accepted SYN left a connection: {conns:?}"
+        );
+        assert!(
+            conns[0].starts_with("tcp      6 120 SYN_SENT src=10.9.0.1 dst=10.9.0.2 sport=40000 dport=80 [UNREPLIED]"),
+            "{conns:?}"
+        );
         assert_eq!(m.free_frames(), 256, "every frame back on the free list");
 
         let state = m.into_state();
         crate::counters::fold(&mut rs, &c, &[&state]);
-        assert_eq!(packets(&rs, "FORWARD"), vec![3, 2], "jumps by direction");
+        // established, invalid, new from the client.
+        assert_eq!(packets(&rs, "FORWARD"), vec![0, 0, 3]);
         // accept web, accept dns, LOG, reject tcp, reject other.
         assert_eq!(packets(&rs, "to-server"), vec![1, 0, 2, 1, 1]);
-        assert_eq!(packets(&rs, "to-client"), vec![0, 1]);
         let fwd = iptables(&rs, &["-L", "FORWARD", "-v", "-n", "-x"]).unwrap();
         assert!(
-            fwd.starts_with("Chain FORWARD (policy DROP 1 packets"),
+            fwd.starts_with("Chain FORWARD (policy DROP 2 packets"),
             "{fwd}"
         );
     }
@@ -369,7 +391,15 @@ mod tests {
         for s in &o.steps {
             assert!(s.ok, "{}", s.text);
         }
-        assert_eq!(o.steps.len(), 5);
+        assert_eq!(o.steps.len(), 6);
+        let trackers: Vec<_> = o.states.iter().filter_map(|s| s.ct.as_deref()).collect();
+        let conns = classifier::conntrack::list::listing(trackers.iter().copied());
+        assert!(
+            conns
+                .iter()
+                .any(|l| l.contains("ESTABLISHED src=10.9.0.1 dst=10.9.0.2 sport=40000 dport=80")),
+            "{conns:?}"
+        );
         assert!(o.rate[0].contains("forwarded"), "{}", o.rate[0]);
         assert!(o.accounting[0].contains("lost 0"), "{}", o.accounting[0]);
     }

@@ -26,17 +26,30 @@ fn ethernet(src: u32, dst: u32, proto: u8, l4: &[u8]) -> Vec<u8> {
     build::ipv4_frame(mac(dst), mac(src), ip, l4)
 }
 
-/// A TCP segment in a frame.
+/// A TCP segment in a frame (fixed sequence numbers: for single segments).
 pub fn tcp(src: u32, dst: u32, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let ack = if flags & tcp::flags::ACK != 0 {
+        0x2000_0000
+    } else {
+        0
+    };
+    tcp_seq(src, dst, (sport, dport), flags, (0x1000_0000, ack), payload)
+}
+
+/// A TCP segment with the given (seq, ack), as a connection's segments need them.
+pub fn tcp_seq(
+    src: u32,
+    dst: u32,
+    (sport, dport): (u16, u16),
+    flags: u8,
+    (seq, ack): (u32, u32),
+    payload: &[u8],
+) -> Vec<u8> {
     let repr = tcp::Repr {
         src_port: sport,
         dst_port: dport,
-        seq_number: 0x1000_0000,
-        ack_number: if flags & tcp::flags::ACK != 0 {
-            0x2000_0000
-        } else {
-            0
-        },
+        seq_number: seq,
+        ack_number: ack,
         flags,
         window_len: 64240,
         urgent_at: 0,

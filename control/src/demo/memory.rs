@@ -142,6 +142,11 @@ impl Mem {
         self.io.free_frames()
     }
 
+    /// The pipeline's connection tracker.
+    pub fn tracker(&self) -> Option<&classifier::conntrack::Tracker> {
+        self.p.tracker()
+    }
+
     pub fn into_state(self) -> WorkerState {
         self.p.into_state()
     }
@@ -156,27 +161,36 @@ pub fn run(
     let mut m = Mem::new(rules)?;
     let mut steps = Vec::new();
 
-    // TCP :80, both directions: allowed by dport on the way in, by sport on the way back.
+    // TCP :80: a handshake and data both ways; the replies pass as ESTABLISHED.
     let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
-    let c2s = [
-        frames::tcp(CLIENT, SERVER, 40000, 80, SYN, &[]),
-        frames::tcp(CLIENT, SERVER, 40000, 80, PSH_ACK, &data),
-    ];
-    let s2c = [
-        frames::tcp(SERVER, CLIENT, 80, 40000, SYN_ACK, &[]),
-        frames::tcp(SERVER, CLIENT, 80, 40000, PSH_ACK, &data),
-    ];
-    let a = m.send(PORT_CLIENT, &c2s)?;
-    let b = m.send(PORT_SERVER, &s2c)?;
-    let ok = a.to_server == c2s
-        && b.to_client == s2c
-        && a.to_client.is_empty()
-        && b.to_server.is_empty();
+    let (c, s) = (0x1000_0000u32, 0x7000_0000u32);
+    let ports = (40000, 80);
+    let back = (80, 40000);
+    let syn = frames::tcp_seq(CLIENT, SERVER, ports, SYN, (c, 0), &[]);
+    let syn_ack = frames::tcp_seq(SERVER, CLIENT, back, SYN_ACK, (s, c + 1), &[]);
+    let c_data = frames::tcp_seq(CLIENT, SERVER, ports, PSH_ACK, (c + 1, s + 1), &data);
+    let s_data = frames::tcp_seq(SERVER, CLIENT, back, PSH_ACK, (s + 1, c + 1001), &data);
+    let mut forwarded = 0;
+    let mut ok = true;
+    for (port, f) in [
+        (PORT_CLIENT, &syn),
+        (PORT_SERVER, &syn_ack),
+        (PORT_CLIENT, &c_data),
+        (PORT_SERVER, &s_data),
+    ] {
+        let r = m.send(port, std::slice::from_ref(f))?;
+        let out = if port == PORT_CLIENT {
+            (&r.to_server, &r.to_client)
+        } else {
+            (&r.to_client, &r.to_server)
+        };
+        ok &= out.0.as_slice() == std::slice::from_ref(f) && out.1.is_empty();
+        forwarded += out.0.len();
+    }
     steps.push(Step::new(
         ok,
         format!(
-            "TCP :80   SYN, SYN-ACK, 1000 bytes and their echo: {}/4 frames forwarded unchanged",
-            a.to_server.len() + b.to_client.len()
+            "TCP :80   SYN, SYN-ACK, 1000 bytes and their echo: {forwarded}/4 frames forwarded unchanged"
         ),
     ));
 
@@ -235,6 +249,17 @@ pub fn run(
         "TCP from server port 8080 to the client: dropped (FORWARD policy), nothing sent".into(),
     ));
 
+    // A DNS "reply" nobody asked for: NEW from the server side, the FORWARD policy drops it
+    // (a stateless ACL allowing replies by source port would have let it in).
+    let r = m.send(
+        PORT_SERVER,
+        &[frames::udp(SERVER, CLIENT, 53, 40009, b"unasked")],
+    )?;
+    steps.push(Step::new(
+        r.to_server.is_empty() && r.to_client.is_empty(),
+        "UDP from server port 53 that answers no query: dropped (NEW from the server side)".into(),
+    ));
+
     let logs = m.log_lines(targets);
     let free_after_steps = m.free_frames();
 
@@ -253,7 +278,8 @@ pub fn run(
             b.offered,
             frame.len()
         ),
-        "  a heap arena, parsed, classified (FORWARD → to-server, 3 rules) and handed to a TX sink that".into(),
+        "  a heap arena, parsed, tracked (one connection), classified (FORWARD: 3 rules, to-server: 2)".into(),
+        "  and handed to a TX sink that".into(),
         "  only counts: an upper bound for one worker, not a network measurement".into(),
     ];
     let accounting = vec![format!(
