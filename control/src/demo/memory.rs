@@ -143,6 +143,7 @@ impl Mem {
     }
 
     /// The pipeline's connection tracker.
+    #[cfg(test)]
     pub fn tracker(&self) -> Option<&classifier::conntrack::Tracker> {
         self.p.tracker()
     }
