@@ -19,6 +19,8 @@ macro_rules! require_e2e {
     };
 }
 
+mod stateful;
+
 const ACCEPT_ALL: &str =
     "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
 
