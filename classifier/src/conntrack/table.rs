@@ -363,7 +363,7 @@ impl Table {
             .is_some_and(|c| c.status & status::FREE == 0)
     }
 
-    /// The early drop of a full table: looks at up to [`EVICTION_SCAN`] entries from a
+    /// The early drop of a full table: looks at up to [`EVICTION_SCAN`] entries at pseudo-random slots from a
     /// position the new tuple hashes to and evicts the first expired or not-ASSURED
     /// confirmed one.
     fn early_drop(&mut self, t: &Tuple) -> bool {
@@ -371,9 +371,15 @@ impl Table {
         if n == 0 {
             return false;
         }
-        let start = (self.hash(t) >> 32) as usize % n;
-        for k in 0..EVICTION_SCAN.min(n) {
-            let id = ((start + k) % n) as u32;
+        // Probes spread over the whole slab from the new tuple's hash, as the kernel's look at
+        // the buckets after the tuple's: slab order follows creation order, so neighbours share
+        // an age and a state (a contiguous scan of old ASSURED flows would find nothing).
+        let mut x = self.hash(t);
+        for _ in 0..EVICTION_SCAN.min(n) {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let id = ((x >> 32) as usize % n) as u32;
             let c = &self.slab[id as usize];
             let confirmed = c.status & (status::FREE | status::CONFIRMED) == status::CONFIRMED;
             if !confirmed {
