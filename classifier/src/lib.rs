@@ -11,6 +11,7 @@
 pub mod classbench;
 pub mod compile;
 pub mod conntrack;
+pub mod defrag;
 pub mod eval;
 pub mod model;
 pub mod packet;

@@ -62,6 +62,15 @@ counters! {
     CtTableFull = "ct_table_full": "new connections dropped: the connection table was full and nothing could be evicted",
     CtBatchSplits = "ct_batch_splits": "batches cut so the packet that made a connection finished the hooks first",
     CtHelperDrop = "ct_helper_drop": "frames a conntrack helper dropped (a malformed command, or no room for the connection it announced)",
+    DefragHeld = "defrag_held": "fragments held for reassembly",
+    DefragReassembled = "defrag_reassembled": "datagrams reassembled from their fragments",
+    DefragRefragmented = "defrag_refragmented": "fragments sent again for reassembled datagrams leaving",
+    DefragTimeout = "defrag_timeout": "reassembly queues expired (ipfrag_time) before completing",
+    DefragMemLimit = "defrag_mem_limit": "fragments dropped with reassembly memory over ipfrag_high_thresh",
+    DefragDuplicate = "defrag_duplicate": "duplicate fragments dropped (the queue kept)",
+    DefragOverlap = "defrag_overlap": "overlapping fragments: the datagram discarded",
+    DefragFailed = "defrag_failed": "fragments dropped for other reassembly failures (inconsistent ends, ECN, over 65535 bytes)",
+    DefragTooBigForFrame = "defrag_too_big_for_frame": "reassembled datagrams larger than a UMEM frame, dropped",
 }
 
 impl Counter {

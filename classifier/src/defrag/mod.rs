@@ -72,7 +72,8 @@
 //!   duplicate of the final range without MF still marks the end: reproduced.
 //! - **Overlaps** (RFC 5722 as the kernel applies it to IPv4): a fragment inside one existing
 //!   run is a duplicate, dropped, queue kept (not a failure); any other overlap discards the
-//!   whole queue (`REASM_OVERLAPS` and `REASMFAILS`). See [`queue`] for the run semantics.
+//!   whole queue (`REASM_OVERLAPS` and `REASMFAILS`). Runs are maximal chains of fragments that
+//!   arrived in order at the tail; see `queue.rs` for why that makes the outcome order-dependent.
 //! - **Reassembly** (`ip_frag_reasm`) when the first and last fragments are in and the bytes
 //!   received equal the length: the ECN bits of all fragments are combined by
 //!   `ip_frag_ecn_table` (Not-ECT mixed with ECT/CE drops the datagram; CE with ECT sets CE);
@@ -551,7 +552,11 @@ const PEER_FREE: Peer = Peer {
 /// Outcome of queueing one fragment.
 enum Step {
     Held,
-    Done { len: usize, meta: FragMeta, key: FragKey },
+    Done {
+        len: usize,
+        meta: FragMeta,
+        key: FragKey,
+    },
 }
 
 /// The reassembler: every queue of one network namespace's `fqdir` (one worker's share).
@@ -595,11 +600,19 @@ impl Defrag {
         let max_blocks = (mem_bound / BLOCK as u64) as usize + max_frags + 1;
         let mut queues = vec![QUEUE_FREE; max_queues];
         for (i, q) in queues.iter_mut().enumerate() {
-            q.next = if i + 1 < max_queues { (i + 1) as u32 } else { NIL };
+            q.next = if i + 1 < max_queues {
+                (i + 1) as u32
+            } else {
+                NIL
+            };
         }
         let mut peers = vec![PEER_FREE; max_queues];
         for (i, p) in peers.iter_mut().enumerate() {
-            p.next_free = if i + 1 < max_queues { (i + 1) as u32 } else { NIL };
+            p.next_free = if i + 1 < max_queues {
+                (i + 1) as u32
+            } else {
+                NIL
+            };
         }
         Defrag {
             cfg,
@@ -709,7 +722,12 @@ impl Defrag {
     /// Expires up to `budget` queues whose deadline is at or before `now_ms`, oldest first
     /// (`ip_expire`), calling `on_expired` for those whose first fragment had arrived; returns
     /// how many queues expired.
-    pub fn expire<F: FnMut(&Expired)>(&mut self, now_ms: u64, budget: usize, mut on_expired: F) -> usize {
+    pub fn expire<F: FnMut(&Expired)>(
+        &mut self,
+        now_ms: u64,
+        budget: usize,
+        mut on_expired: F,
+    ) -> usize {
         let mut n = 0;
         while n < budget {
             let q = self.fifo_head;

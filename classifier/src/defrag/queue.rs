@@ -74,8 +74,6 @@ pub(super) struct RunSet {
     tail: u32,
     /// Head of the run `tail` belongs to, always the last run.
     last_run_head: u32,
-    /// Number of fragments held.
-    pub(super) nfrags: u32,
 }
 
 impl RunSet {
@@ -84,7 +82,6 @@ impl RunSet {
         first_run: NIL,
         tail: NIL,
         last_run_head: NIL,
-        nfrags: 0,
     };
 
     /// No fragment held (`fragments_tail == NULL`).
@@ -140,11 +137,19 @@ impl FragStore {
         let max_blocks = max_blocks.clamp(1, (NIL - 1) as usize);
         let mut frags = vec![FRAG_FREE; max_frags];
         for (i, f) in frags.iter_mut().enumerate() {
-            f.next_frag = if i + 1 < max_frags { (i + 1) as u32 } else { NIL };
+            f.next_frag = if i + 1 < max_frags {
+                (i + 1) as u32
+            } else {
+                NIL
+            };
         }
         let mut block_next = vec![NIL; max_blocks];
         for (i, b) in block_next.iter_mut().enumerate() {
-            *b = if i + 1 < max_blocks { (i + 1) as u32 } else { NIL };
+            *b = if i + 1 < max_blocks {
+                (i + 1) as u32
+            } else {
+                NIL
+            };
         }
         let rng = seed ^ 0x9e37_79b9_7f4a_7c15;
         FragStore {
@@ -160,23 +165,28 @@ impl FragStore {
     }
 
     /// Fragment records available.
+    #[cfg(test)]
     pub(super) fn frags_free(&self) -> usize {
         self.frags_free
     }
 
     /// Data blocks available.
+    #[cfg(test)]
     pub(super) fn blocks_free(&self) -> usize {
         self.blocks_free
     }
 
     /// Capacity of the pools: (fragment records, data blocks).
+    #[cfg(test)]
     pub(super) fn capacity(&self) -> (usize, usize) {
         (self.frags.len(), self.block_next.len())
     }
 
     /// Bytes the pools hold.
     pub(super) fn pool_bytes(&self) -> usize {
-        self.frags.len() * core::mem::size_of::<Frag>() + self.data.len() + self.block_next.len() * 4
+        self.frags.len() * core::mem::size_of::<Frag>()
+            + self.data.len()
+            + self.block_next.len() * 4
     }
 
     pub(super) fn frag(&self, i: u32) -> &Frag {
@@ -273,7 +283,6 @@ impl FragStore {
                 self.bubble_up(rs, idx);
             }
         }
-        rs.nfrags += 1;
         Ok(())
     }
 
@@ -511,7 +520,6 @@ impl FragStore {
             heads.push(r);
             r = h.next_run;
         }
-        assert_eq!(count, rs.nfrags, "nfrags");
         assert_eq!(last_run, rs.last_run_head, "last_run_head");
         if last_run != NIL {
             assert_eq!(self.frags[last_run as usize].run_tail, rs.tail, "tail");

@@ -120,9 +120,7 @@ pub fn ip_options_fragment(opts: &mut [u8]) {
             return;
         }
         if opts[p] & 0x80 == 0 {
-            for b in &mut opts[p..p + optlen] {
-                *b = 1;
-            }
+            opts[p..p + optlen].fill(1);
         }
         l -= optlen;
         p += optlen;
@@ -216,7 +214,7 @@ fn fast_path_ok(h: &Hdr, mtu_data: u32, layout: &[u16]) -> bool {
         return false;
     }
     let total: u64 = layout.iter().map(|&l| u64::from(l)).sum();
-    if total != (h.tot_len - h.ihl) as u64 || layout.iter().any(|&l| l == 0) {
+    if total != (h.tot_len - h.ihl) as u64 || layout.contains(&0) {
         return false;
     }
     let first = u32::from(layout[0]);

@@ -51,6 +51,7 @@ pub struct Topology {
     pub local_mac: Option<[u8; 6]>,
 }
 
+mod frag;
 mod track;
 
 use track::{random_seed, AGE_BUDGET};
@@ -109,6 +110,8 @@ struct GroupBuf {
     ct: [Outcome; BATCH],
     /// The routing decision, taken once when the frame arrived (PREROUTING and its raw part).
     route: [Route; BATCH],
+    /// A reassembled datagram's fragment layout tag (0: the frame arrived whole).
+    frag: [u16; BATCH],
     n: usize,
 }
 
@@ -122,12 +125,14 @@ impl GroupBuf {
             egress: [0; BATCH],
             ct: [Outcome::Invalid; BATCH],
             route: [Route::Local; BATCH],
+            frag: [0; BATCH],
             n: 0,
         }
     }
 
     /// Appends a packet (the caller keeps each group within [`BATCH`]).
     fn push(&mut self, h: Headers, m: PacketMeta, d: XdpDesc, port: u8, egress: u8) {
+        self.frag[self.n] = 0;
         self.push_tracked(h, m, d, port, egress, Outcome::Invalid)
     }
 
@@ -179,6 +184,9 @@ pub struct Pipeline {
     groups: Box<[GroupBuf; GROUPS]>,
     /// Each group's verdicts (a group can be flushed while another's are being acted on).
     out: Box<[GroupVerdicts; GROUPS]>,
+    /// IPv4 reassembly in front of tracking (when the ruleset tracks connections).
+    defrag: Option<Box<classifier::defrag::Defrag>>,
+    layouts: Box<frag::Layouts>,
     logs: Box<LogHits>,
     sinks: Sinks,
     icmp: IcmpRateLimit,
@@ -221,6 +229,12 @@ impl Pipeline {
             .then(|| Box::new(Tracker::new(Default::default(), random_seed(), 0)));
         st.connlimits =
             classifier::conntrack::connlimit::ConnLimits::new(st.connlimits_limit(), random_seed());
+        let defrag = st.ct.is_some().then(|| {
+            Box::new(classifier::defrag::Defrag::new(
+                Default::default(),
+                random_seed(),
+            ))
+        });
         Pipeline {
             rules,
             st,
@@ -228,6 +242,8 @@ impl Pipeline {
             stats,
             groups: Box::new(std::array::from_fn(|_| GroupBuf::new())),
             out: Box::new([[(Verdict::Accept, Effects::default()); BATCH]; GROUPS]),
+            defrag,
+            layouts: Box::new(frag::Layouts::new()),
             logs: Box::new(LogHits {
                 hits: [(0, RuleId(0)); BATCH * 2],
                 n: 0,
@@ -387,11 +403,17 @@ impl Pipeline {
                     continue;
                 }
             }
+            let (d, h, frag) = match self.reassemble(io, *d, &h, port, now_ns) {
+                frag::Arrival::Whole => (*d, h, 0),
+                frag::Arrival::Gone => continue,
+                frag::Arrival::Complete(nd, nh, tag) => (nd, nh, tag),
+            };
             let m = PacketMeta::arriving(&h, p.name, IfName::NONE, now_ns);
             let g = self.entry_group(Group::RawPre);
             let gb = &mut self.groups[g as usize];
             gb.route[gb.n] = route;
-            gb.push(h, m, *d, port as u8, 0);
+            gb.push(h, m, d, port as u8, 0);
+            gb.frag[gb.n - 1] = frag;
         }
         if steer {
             self.stats.add(Counter::RxPackets, descs.len() as u64);
@@ -404,6 +426,7 @@ impl Pipeline {
         self.run_arriving(io);
         if let Some(ct) = self.st.ct.as_mut() {
             ct.age(AGE_BUDGET);
+            self.age_fragments(now_ns);
         }
     }
 
@@ -529,9 +552,10 @@ impl Pipeline {
         if let Some(mark) = mark {
             m.mark = mark;
         }
-        let route = src.route[i];
+        let (route, frag) = (src.route[i], src.frag[i]);
         let dst = &mut self.groups[to as usize];
         dst.route[dst.n] = route;
+        dst.frag[dst.n] = frag;
         dst.push_tracked(h, m, d, port, egress, ct);
     }
 
@@ -637,7 +661,7 @@ impl Pipeline {
                 }
                 if self.rules.hook_is_empty(Hook::Postrouting) {
                     if self.confirm_out(io, g, i) {
-                        io.tx(egress, d);
+                        self.send_out(io, g, i, egress);
                     } else {
                         io.free(d.addr);
                     }
@@ -647,7 +671,7 @@ impl Pipeline {
             }
             Group::Post => {
                 if self.confirm_out(io, g, i) {
-                    io.tx(egress, d)
+                    self.send_out(io, g, i, egress)
                 } else {
                     io.free(d.addr);
                 }

@@ -273,3 +273,93 @@ fn chunk_param_cookie() -> Vec<u8> {
     p.extend_from_slice(b"cookie-pollwall!");
     p
 }
+
+/// One fragment of `l4` (bytes `at..at + len` of it) as its own IPv4 datagram.
+fn fragment(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    id: u16,
+    l4: &[u8],
+    at: usize,
+    len: usize,
+) -> Vec<u8> {
+    let end = (at + len).min(l4.len());
+    build::ipv4(
+        ipv4::Repr {
+            ident: id,
+            more_frags: end < l4.len(),
+            frag_offset: (at / 8) as u16,
+            ..ipv4::Repr::new(src, dst, IpProtocol(proto), 0, 64)
+        },
+        &l4[at..end],
+    )
+}
+
+/// A UDP query (or ICMP echo) sent in fragments (in order, reversed, with a duplicate, with
+/// an overlap, or with one missing), then its answer whole.
+pub fn fragmented_conversation(rng: &mut Rng, port: u16) -> Vec<Step> {
+    let cs = if rng.pct(75) { Side::A } else { Side::B };
+    let (c, s) = ends(rng, cs);
+    let n = rng.range(200, 1400) as usize;
+    let payload: Vec<u8> = (0..n).map(|i| (i * 13 % 251) as u8).collect();
+    let (proto, l4, what) = if rng.pct(70) {
+        (17u8, build::udp(c, s, port, 53, &payload), "udp")
+    } else {
+        let mut m = vec![8, 0, 0, 0];
+        m.extend_from_slice(&port.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        m.extend_from_slice(&payload);
+        let ck = !classifier::wire::checksum::data(&m);
+        m[2..4].copy_from_slice(&ck.to_be_bytes());
+        (1u8, m, "icmp")
+    };
+    let id = rng.next() as u16;
+    let piece = 8 * rng.range(8, 60) as usize;
+    let mut frags: Vec<Vec<u8>> = (0..l4.len())
+        .step_by(piece)
+        .map(|at| fragment(c, s, proto, id, &l4, at, piece))
+        .collect();
+    match rng.below(6) {
+        0 => frags.reverse(),
+        1 => {
+            let k = rng.below(frags.len() as u64) as usize;
+            let dup = frags[k].clone();
+            frags.insert(k + 1, dup);
+        }
+        2 if l4.len() > piece + 16 => {
+            // A fragment overlapping its neighbour: the kernel discards the datagram.
+            frags.insert(1, fragment(c, s, proto, id, &l4, piece - 8, 16));
+        }
+        3 if frags.len() > 1 => {
+            let k = rng.below(frags.len() as u64) as usize;
+            frags.remove(k);
+        }
+        _ => {}
+    }
+    let total = frags.len();
+    let mut v: Vec<Step> = frags
+        .into_iter()
+        .enumerate()
+        .map(|(k, ip)| Step {
+            side: cs,
+            ip,
+            what: format!("{what} fragment {k}/{total} id {id:#x} {c} > {s}"),
+        })
+        .collect();
+    if proto == 17 {
+        v.push(udp_payload_step(other(cs), s, c, 53, port, b"answer"));
+    } else {
+        let mut m = vec![0, 0, 0, 0];
+        m.extend_from_slice(&port.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        let ck = !classifier::wire::checksum::data(&m);
+        m[2..4].copy_from_slice(&ck.to_be_bytes());
+        v.push(Step {
+            side: other(cs),
+            ip: build::ipv4(ipv4::Repr::new(s, c, IpProtocol::ICMP, 0, 64), &m),
+            what: format!("icmp echo reply {s} > {c}"),
+        });
+    }
+    v
+}

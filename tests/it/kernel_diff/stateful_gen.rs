@@ -351,13 +351,14 @@ pub fn conversations(rng: &mut Rng, target: usize) -> Vec<Step> {
     let mut port = 20_000 + rng.below(20_000) as u16;
     while total < target {
         port = port.wrapping_add(1).max(1024);
-        let c = match rng.below(13) {
+        let c = match rng.below(14) {
             0..=4 => tcp_conversation(rng, port),
             5 | 6 => udp_conversation(rng, port),
             7 | 8 => icmp_conversation(rng, port),
             9 => super::stateful_apps::ftp_conversation(rng, port),
             10 => super::stateful_apps::tftp_conversation(rng, port),
             11 => super::stateful_apps::sctp_conversation(rng, port),
+            12 => super::stateful_apps::fragmented_conversation(rng, port),
             _ => other_protocol(rng),
         };
         total += c.len();
