@@ -1,8 +1,10 @@
 //! The live stateful kernel differential (DESIGN §8, the connection tracking issue): random
 //! stateful rulesets and random conversations injected from **both** sides of a kernel
 //! firewall namespace, and `pollwall replay --config` on the same frames must give the same
-//! counters in every table and the same final connection table as `conntrack -L` (timeouts
-//! aside).
+//! counters in every table, the same final connection table as `conntrack -L` (timeouts
+//! aside) and the same transmitted frames: what a and b receive from fw against what pollwall
+//! writes out of each port (`--out`), as IPv4 datagrams with TTL and header checksum cleared
+//! (fw routes and decrements TTL, pollwall bridges), reassembled datagrams cut again included.
 //!
 //! ```text
 //!   a: pwsa0 ──veth── pwsf0 :fw: pwsf1 ──veth── pwsb0 :b
@@ -12,8 +14,10 @@
 //! fw routes 10.1/16 to a and 10.2/16 to b through permanent neighbours; a and b have no
 //! route to the other side's networks, so their stacks never answer forwarded frames. Frames
 //! are sent raw (AF_PACKET) from a or b; before a frame from the other side than the previous
-//! one is sent, the test waits until fw's mangle PREROUTING counting rule has seen every frame
-//! so far, so the kernel sees them in order. pollwall replays them as a bridge of pwsf0 and
+//! one is sent, the test waits until fw's ports have received every frame so far, so the
+//! kernel sees them in order. Both senders run on one CPU, off jiffy edges (one frame per
+//! jiffy when a ruleset has connlimit), with CLOCK_MONOTONIC capture times, so the replay's
+//! clock names the jiffies the kernel saw. pollwall replays them as a bridge of pwsf0 and
 //! pwsf1 (each pcapng frame on the port it entered by, with its send time), which sees the
 //! same FORWARD traffic: counters, states and tuples do not depend on routing.
 //!
@@ -22,7 +26,7 @@
 
 use super::gen::Rng;
 use super::stateful_gen::{conversations, ruleset, Side, Step};
-use crate::netns::{require_root_and, veth_pair, Netns, RawSender};
+use crate::netns::{require_root_and, veth_pair, Netns, RawCapture, RawSender};
 use dataplane::pcapng::PcapNgOut;
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -159,20 +163,28 @@ impl Rig {
     /// Sends the frames in order; `tick_apart` puts each in a jiffy of its own (connlimit
     /// skips its garbage collection for a second packet within one jiffy, and which jiffy a
     /// frame lands in is the kernel's business down to microseconds).
-    fn send(&self, frames: &[(Side, Vec<u8>)], tick_apart: bool) -> Vec<u64> {
+    /// Also returns what fw sent to a and to b (IPv4 frames each side received).
+    fn send(&self, frames: &[(Side, Vec<u8>)], tick_apart: bool) -> (Vec<u64>, [Vec<Vec<u8>>; 2]) {
         let mut times = Vec::with_capacity(frames.len());
+        let mut got: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
         std::thread::scope(|sc| {
             let mut tx = Vec::new();
             let mut done = Vec::new();
+            let mut captured = Vec::new();
+            // Both captures open before the first frame goes.
+            let ready = std::sync::Arc::new(std::sync::Barrier::new(3));
             let last_tick = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             for (ns, dev) in [(&self.a, IF_A), (&self.b, IF_B)] {
                 let last_tick = last_tick.clone();
+                let ready = ready.clone();
                 let (t, r) = mpsc::channel::<Vec<u8>>();
                 let (dt, dr) = mpsc::channel::<u64>();
-                sc.spawn(move || {
+                captured.push(sc.spawn(move || {
                     ns.enter_on_this_thread().expect("setns");
                     pin_to_first_cpu();
                     let s = RawSender::open(dev).expect("AF_PACKET socket");
+                    let cap = RawCapture::open(dev).expect("AF_PACKET capture");
+                    ready.wait();
                     for f in r {
                         // The kernel handles the frame inside the send (veth delivers it in
                         // the sender's softirq): the middle of the call is its time.
@@ -186,10 +198,16 @@ impl Rig {
                         let after = monotonic_ns();
                         let _ = dt.send(before + (after - before) / 2);
                     }
-                });
+                    cap.drain()
+                        .into_iter()
+                        .filter(|(ours, f)| !ours && f.get(12..14) == Some(&[0x08, 0x00][..]))
+                        .map(|(_, f)| f)
+                        .collect::<Vec<_>>()
+                }));
                 tx.push(t);
                 done.push(dr);
             }
+            ready.wait();
             let mut last = None;
             for (i, (side, f)) in frames.iter().enumerate() {
                 if last.is_some_and(|l| l != *side) {
@@ -201,9 +219,14 @@ impl Rig {
                 last = Some(*side);
             }
             self.wait_arrived(frames.len() as u64);
+            // What fw forwards goes out in the same softirq; a moment for the last of it.
+            std::thread::sleep(Duration::from_millis(20));
             drop(tx);
+            for (k, h) in captured.into_iter().enumerate() {
+                got[k] = h.join().expect("sender thread");
+            }
         });
-        times
+        (times, got)
     }
 
     fn save(&self) -> String {
@@ -328,7 +351,7 @@ fn replay(
     rules: &str,
     frames: &[(Side, Vec<u8>)],
     times: &[u64],
-) -> Result<(String, Vec<String>), String> {
+) -> Result<(String, Vec<String>, [Vec<Vec<u8>>; 2]), String> {
     std::fs::write(dir.join("rules.v4"), rules).expect("write rules");
     std::fs::write(
         dir.join("fw.toml"),
@@ -350,6 +373,8 @@ fn replay(
             &p("fw.toml"),
             "--conntrack",
             &p("ct.txt"),
+            "--out",
+            &p("out.pcapng"),
             &p("in.pcapng"),
         ])
         .output()
@@ -358,10 +383,59 @@ fn replay(
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     let ct = std::fs::read_to_string(dir.join("ct.txt")).map_err(|e| e.to_string())?;
+    let sent = std::fs::read(dir.join("out.pcapng")).map_err(|e| e.to_string())?;
+    let mut out_by_side: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+    for f in dataplane::pcapng::read_capture(&sent)? {
+        // Out of pwsf0 reaches a, out of pwsf1 reaches b.
+        let k = usize::from(f.iface.as_deref() == Some(IF_FW1));
+        out_by_side[k].push(f.data);
+    }
     Ok((
         String::from_utf8_lossy(&out.stdout).into_owned(),
         normalize_ct(&ct),
+        out_by_side,
     ))
+}
+
+/// A transmitted frame as both sides can agree on it: the IPv4 datagram (Ethernet and its
+/// padding stripped) with TTL and header checksum cleared (fw routes and decrements TTL;
+/// pollwall bridges), as hex.
+fn sent_form(f: &[u8]) -> String {
+    let ip = f.get(14..).unwrap_or(&[]);
+    let len = ip
+        .get(2..4)
+        .map_or(ip.len(), |b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        .min(ip.len());
+    let mut d = ip[..len].to_vec();
+    if d.len() >= 20 {
+        d[8] = 0;
+        d[10] = 0;
+        d[11] = 0;
+    }
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first difference between the frames fw and pollwall sent to one side, if any.
+fn sent_diff(side: &str, kernel: &[Vec<u8>], ours: &[Vec<u8>]) -> String {
+    let (k, o): (Vec<String>, Vec<String>) = (
+        kernel.iter().map(|f| sent_form(f)).collect(),
+        ours.iter().map(|f| sent_form(f)).collect(),
+    );
+    if k == o {
+        return String::new();
+    }
+    let at = k
+        .iter()
+        .zip(&o)
+        .position(|(a, b)| a != b)
+        .unwrap_or(k.len().min(o.len()));
+    format!(
+        "  sent to {side}: kernel {} frames, pollwall {}; first difference at #{at}:\n    kernel   {}\n    pollwall {}\n",
+        k.len(),
+        o.len(),
+        k.get(at).map_or("(none)", String::as_str),
+        o.get(at).map_or("(none)", String::as_str)
+    )
 }
 
 fn diff_lines(what: &str, kernel: &[String], ours: &[String]) -> String {
@@ -387,16 +461,18 @@ fn run_seed(rig: &Rig, dir: &std::path::Path, seed: u64, rulesets: usize) -> Vec
             .map(|s| (s.side, frame(s.side, &s.ip)))
             .collect();
         rig.load(&rules);
-        let times = rig.send(&frames, rules.contains("connlimit"));
+        let (times, ksent) = rig.send(&frames, rules.contains("connlimit"));
         let (ksave, kct) = (rig.save(), rig.conntrack());
         if std::env::var_os("STATEFUL_DIFF_DUMP").is_some() {
             eprintln!("--- seed {seed} ruleset {k}: kernel counters\n{ksave}");
         }
         match replay(dir, &rules, &frames, &times) {
             Err(e) => failures.push(format!("seed {seed} ruleset {k}: replay failed: {e}")),
-            Ok((osave, oct)) => {
+            Ok((osave, oct, osent)) => {
                 let d = diff_lines("counters", &counter_lines(&ksave), &counter_lines(&osave))
-                    + &diff_lines("conntrack", &kct, &oct);
+                    + &diff_lines("conntrack", &kct, &oct)
+                    + &sent_diff("a", &ksent[0], &osent[0])
+                    + &sent_diff("b", &ksent[1], &osent[1]);
                 if !d.is_empty() {
                     let script: String = steps
                         .iter()
