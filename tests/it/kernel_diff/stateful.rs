@@ -164,7 +164,7 @@ impl Rig {
     /// skips its garbage collection for a second packet within one jiffy, and which jiffy a
     /// frame lands in is the kernel's business down to microseconds).
     /// Also returns what fw sent to a and to b (IPv4 frames each side received).
-    fn send(&self, frames: &[(Side, Vec<u8>)], tick_apart: bool) -> (Vec<u64>, [Vec<Vec<u8>>; 2]) {
+    fn send(&self, frames: &[(Side, Vec<u8>)], tick_apart: bool) -> (Vec<u64>, SentBySide) {
         let mut times = Vec::with_capacity(frames.len());
         let mut got: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
         std::thread::scope(|sc| {
@@ -345,13 +345,16 @@ fn frame(side: Side, ip: &[u8]) -> Vec<u8> {
     classifier::wire::build::ethernet(dst, src, classifier::wire::EtherType::IPV4, ip, 60)
 }
 
-/// pollwall's counters and connection table for the same frames.
+/// Frames sent towards a and towards b.
+type SentBySide = [Vec<Vec<u8>>; 2];
+
+/// pollwall's counters, connection table and transmitted frames for the same frames.
 fn replay(
     dir: &std::path::Path,
     rules: &str,
     frames: &[(Side, Vec<u8>)],
     times: &[u64],
-) -> Result<(String, Vec<String>, [Vec<Vec<u8>>; 2]), String> {
+) -> Result<(String, Vec<String>, SentBySide), String> {
     std::fs::write(dir.join("rules.v4"), rules).expect("write rules");
     std::fs::write(
         dir.join("fw.toml"),
