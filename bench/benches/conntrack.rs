@@ -160,6 +160,21 @@ fn bench_established(c: &mut Criterion) {
                 }
             })
         });
+        g.bench_function(format!("pollwall_warmed/{n}"), |b| {
+            b.iter(|| {
+                now += 1_000;
+                tr.set_clock(now);
+                for chunk in 0..BATCH / 64 {
+                    let base = (at + chunk * 64) & (pkts.len() - 1);
+                    let batch = &pkts[base..base + 64];
+                    tr.warm(batch.iter().map(|(h, ip)| (h, ip.as_slice())));
+                    for (h, ip) in batch {
+                        black_box(tr.track(h, ip, true));
+                    }
+                }
+                at = (at + BATCH) & (pkts.len() - 1);
+            })
+        });
         drop(tr);
         let mut map: HashMap<Key, Entry> = HashMap::with_capacity(n as usize);
         for i in 0..n {

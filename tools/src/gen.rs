@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 pub struct GenConfig {
     /// Interface to send out of (in the calling thread's network namespace).
     pub ifname: String,
-    /// Number of flows (UDP source ports `sport_base ..`).
+    /// Number of flows: UDP source ports `sport_base ..`, then (beyond 65536 of them) source
+    /// addresses counting up from `src_ip` (the AF_XDP sender rewrites each frame it reuses).
     pub flows: u32,
     /// Frame size in bytes without FCS (at least 42: Ethernet + IPv4 + UDP).
     pub size: usize,
@@ -77,6 +78,22 @@ pub fn udp_frame(cfg: &GenConfig, sport: u16) -> Vec<u8> {
     build::ethernet(cfg.dst_mac, cfg.src_mac, EtherType::IPV4, &datagram, 0)
 }
 
+/// Rewrites a frame made by [`udp_frame`] into flow `f`'s: source port `sport_base + f % 65536`,
+/// source address `src_ip + f / 65536`, IPv4 checksum recomputed, UDP checksum 0 (none).
+pub fn set_flow(frame: &mut [u8], cfg: &GenConfig, f: u32) {
+    if frame.len() < 42 {
+        return;
+    }
+    let src = u32::from(cfg.src_ip).wrapping_add(f >> 16);
+    frame[26..30].copy_from_slice(&src.to_be_bytes());
+    let sport = cfg.sport_base.wrapping_add(f as u16);
+    frame[34..36].copy_from_slice(&sport.to_be_bytes());
+    frame[40..42].copy_from_slice(&[0, 0]);
+    frame[24..26].copy_from_slice(&[0, 0]);
+    let c = !classifier::wire::checksum::data(&frame[14..34]);
+    frame[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
 /// Sends from an AF_XDP socket's TX ring (copy mode) instead of live frames: the frames enter
 /// the peer as ordinary skbs, so no XDP program or GRO is needed on the receiving side (what
 /// the kernel-forwarding runs need; live frames redirected into a veth whose peer has no XDP
@@ -95,7 +112,8 @@ pub fn run_xsk(cfg: &GenConfig, stop: &AtomicBool) -> io::Result<GenReport> {
     let flows = cfg.flows.max(1);
     let mut free: Vec<XdpDesc> = Vec::with_capacity(FRAMES as usize);
     for i in 0..FRAMES {
-        let f = udp_frame(cfg, cfg.sport_base.wrapping_add((i % flows) as u16));
+        let mut f = udp_frame(cfg, 0);
+        set_flow(&mut f, cfg, i % flows);
         let addr = umem.chunk_addr(i);
         umem.write(addr, &f);
         free.push(XdpDesc {
@@ -107,7 +125,11 @@ pub fn run_xsk(cfg: &GenConfig, stop: &AtomicBool) -> io::Result<GenReport> {
     let mut comp = vec![0u64; 512];
     let start = Instant::now();
     let mut sent = 0u64;
-    let len = udp_frame(cfg, 0).len() as u32;
+    let mut template = udp_frame(cfg, 0);
+    let len = template.len() as u32;
+    // More flows than frames: each reused frame is rewritten into the next flow.
+    let rewrite = flows > FRAMES;
+    let mut next_flow = FRAMES;
     while !stop.load(Ordering::Relaxed) && start.elapsed() < cfg.duration {
         let mut budget = free.len();
         if cfg.pps > 0 {
@@ -123,6 +145,11 @@ pub fn run_xsk(cfg: &GenConfig, stop: &AtomicBool) -> io::Result<GenReport> {
         let _ = sock.kick_tx();
         let n = sock.comp.pop(&mut comp);
         for &a in &comp[..n] {
+            if rewrite {
+                set_flow(&mut template, cfg, next_flow % flows);
+                next_flow = next_flow.wrapping_add(1);
+                umem.write(a, &template);
+            }
             free.push(XdpDesc {
                 addr: a,
                 len,

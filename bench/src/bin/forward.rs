@@ -183,9 +183,15 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
     .map_err(|_| "thread panicked".to_string())?
 }
 
-fn rules_text(n: usize) -> String {
+fn rules_text(n: usize, stateful: bool) -> String {
     let mut s =
         String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    if stateful {
+        // The classic head of a stateful ruleset: every packet is tracked, known flows leave
+        // at the first rule, the rest (here: every packet of the one-way flows) go on.
+        s.push_str("-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n");
+        s.push_str("-A FORWARD -m conntrack --ctstate INVALID -j DROP\n");
+    }
     for i in 0..n {
         let _ = writeln!(
             s,
@@ -221,6 +227,8 @@ struct Opts {
     pps: u64,
     /// Runs per configuration (the median is reported).
     repeat: usize,
+    /// Track connections (a stateful head in front of the rules; the kernel loads conntrack).
+    stateful: bool,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -233,6 +241,7 @@ fn parse() -> Result<Opts, String> {
         out: None,
         pps: 0,
         repeat: 3,
+        stateful: false,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -240,6 +249,11 @@ fn parse() -> Result<Opts, String> {
         .collect();
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--stateful" {
+            o.stateful = true;
+            i += 1;
+            continue;
+        }
         let v = args
             .get(i + 1)
             .ok_or_else(|| format!("{} needs a value", args[i]))?;
@@ -308,7 +322,7 @@ fn measure_once(topo: &Topo, o: &Opts, xsk: bool) -> Result<(f64, f64), String> 
 fn run_pollwall(n: usize, o: &Opts) -> Result<Row, String> {
     let topo = Topo::new(&format!("{}", std::process::id()))?;
     let mut rs = classifier::Ruleset::new();
-    control::restore::restore(&rules_text(n), &Default::default(), &mut rs)
+    control::restore::restore(&rules_text(n, o.stateful), &Default::default(), &mut rs)
         .map_err(|e| e.render("iptables-restore"))?;
     let compiled = Arc::new(CompiledRuleset::compile(&rs, 0, &TreeParams::default()));
     let cfg = DataplaneConfig {
@@ -345,7 +359,7 @@ fn run_kernel(system: &str, n: usize, o: &Opts) -> Result<Row, String> {
     let topo = Topo::new(&format!("{}", std::process::id()))?;
     topo.kernel_router()?;
     let rules = std::env::temp_dir().join(format!("pwbench-{}-{n}.rules", std::process::id()));
-    std::fs::write(&rules, rules_text(n)).map_err(|e| e.to_string())?;
+    std::fs::write(&rules, rules_text(n, o.stateful)).map_err(|e| e.to_string())?;
     let script = format!("{tool} -w < {}", rules.display());
     let r = sh(&["ip", "netns", "exec", &topo.f, "sh", "-c", &script]);
     let _ = std::fs::remove_file(&rules);

@@ -229,6 +229,20 @@ impl Table {
         live.then_some(c)
     }
 
+    /// Looks `t` up without acting on it, so that its index group and entry are in cache when
+    /// the packet is tracked: done for a whole batch first, the lookups' cache misses overlap
+    /// (each is independent of the others), where one packet at a time they queue.
+    #[inline]
+    pub fn warm(&self, t: &Tuple) -> u16 {
+        let hash = self.hash(t);
+        let slab = &self.slab;
+        self.index
+            .find(hash, |&v| {
+                slab[(v >> 1) as usize].tuple[(v & 1) as usize] == *t
+            })
+            .map_or(0, |&v| slab[(v >> 1) as usize].status)
+    }
+
     /// Prefetches the index group `t` hashes to (batch lookups issue these first).
     #[inline]
     pub fn hash_of(&self, t: &Tuple) -> u64 {

@@ -564,6 +564,9 @@ impl Pipeline {
         if n == 0 {
             return;
         }
+        if matches!(g, Group::RawPre | Group::RawOut) {
+            self.warm_connections(io, g);
+        }
         let (hook, stage) = (g.hook(), g.stage());
         let out = &mut self.out[g as usize];
         if self.rules.stage_is_empty(hook, stage) {

@@ -32,7 +32,27 @@ pub(super) fn random_seed() -> u64 {
     h.finish()
 }
 
+/// Tables larger than this (beyond what stays in L2) have a group's connections looked up for
+/// the whole group before it is tracked packet by packet: the lookups' cache misses then
+/// overlap. Measured in `bench/benches/conntrack.rs` (`pollwall_warmed`): about 4× at 1M.
+const WARM_ABOVE: usize = 16 * 1024;
+
 impl Pipeline {
+    /// Brings group `g`'s connections into cache (large tables only).
+    pub(super) fn warm_connections<I: FrameIo>(&self, io: &I, g: Group) {
+        let Some(ct) = self.st.ct.as_deref() else {
+            return;
+        };
+        if ct.table.len() <= WARM_ABOVE {
+            return;
+        }
+        let gb = &self.groups[g as usize];
+        ct.warm((0..gb.n).filter_map(|i| {
+            let f = io.frame(gb.d[i].addr, gb.d[i].len)?;
+            Some((&gb.h[i], f.get(usize::from(gb.h[i].l3_offset)..)?))
+        }));
+    }
+
     /// Tracks packet `i` of a raw group (RawPre or RawOut) and moves it on to `to`: the rest of
     /// its hook. Without tracking it only moves.
     pub(super) fn track_step<I: FrameIo>(&mut self, io: &mut I, i: usize, fx: Effects, to: Group) {
