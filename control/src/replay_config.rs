@@ -8,7 +8,11 @@
 //! Stdout is `iptables-save -c` of every table; `--out` receives every frame pollwall
 //! transmits, as pcapng with one interface per port (each frame on the port it leaves by);
 //! `--conntrack` receives the final connection table as `conntrack -L` prints it (sorted:
-//! the kernel's hash order is nobody's contract).
+//! the kernel's hash order is nobody's contract). `--verdicts` prints instead one line per
+//! frame, each run through the pipeline alone: its number (1-based), its fate (`ACCEPT`,
+//! `REJECT`, `DROP`, `QUEUE`, `HELD(fragment)`, `DROP(table-full)`, `DROP(helper)`, or
+//! `DROP(other)` for a frame dropped before the hooks) and `ctstate=` the state tracking gave it
+//! (`-` when it was not tracked; `+` between the packets of one frame).
 
 use crate::daemon_config::{parse, DaemonConfig};
 use crate::grammar::save::save_table;
@@ -17,22 +21,24 @@ use classifier::conntrack::list;
 use classifier::packet::IfName;
 use dataplane::pcapng::{read_capture, PcapNgOut};
 use dataplane::pipeline::{Pipeline, Port, Sinks, Topology};
-use dataplane::stats::StatsShard;
+use dataplane::stats::{Counter, StatsShard};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const USAGE: &str = "usage: pollwall replay --config FILE [--out OUT.pcapng] [--conntrack FILE] \
-CAPTURE.pcapng|CAPTURE.pcap";
+[--verdicts] CAPTURE.pcapng|CAPTURE.pcap";
 
 struct Args {
     config: PathBuf,
     out: Option<PathBuf>,
     conntrack: Option<PathBuf>,
+    verdicts: bool,
     capture: PathBuf,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let (mut config, mut out, mut conntrack, mut capture) = (None, None, None, None);
+    let mut verdicts = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || {
@@ -44,7 +50,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--config" => config = Some(val()?),
             "--out" => out = Some(val()?),
             "--conntrack" => conntrack = Some(val()?),
-            "--verdicts" | "--rules" | "--hook" | "--in-iface" | "--out-iface" => {
+            "--verdicts" => verdicts = true,
+            "--rules" | "--hook" | "--in-iface" | "--out-iface" => {
                 return Err(format!("{a} does not go with --config\n{USAGE}"))
             }
             x if x.starts_with('-') => return Err(format!("unknown option `{x}'\n{USAGE}")),
@@ -59,6 +66,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         config: config.ok_or_else(|| format!("--config is required\n{USAGE}"))?,
         out,
         conntrack,
+        verdicts,
         capture: capture.ok_or_else(|| format!("a capture file is required\n{USAGE}"))?,
     })
 }
@@ -149,7 +157,39 @@ fn run(args: &[String]) -> Result<(String, String), String> {
         Some(w) => w.write(port as u32, ts, f),
         None => Ok(()),
     };
-    dataplane::pcap_io::replay_ports(&mut p, ported.into_iter(), names.len(), max_len, &mut sent)?;
+    let mut lines = String::new();
+    if a.verdicts {
+        p.trace_ctstates();
+        let mut n = 0usize;
+        let mut seen = Snapshot::of(&stats);
+        let mut each = |p: &mut Pipeline| {
+            n += 1;
+            let now = Snapshot::of(&stats);
+            lines.push_str(&format!(
+                "{n} {} ctstate={}\n",
+                now.verdict_since(&seen),
+                ctstate_names(&p.take_ctstates())
+            ));
+            seen = now;
+            Ok(())
+        };
+        dataplane::pcap_io::replay_ports_each(
+            &mut p,
+            ported.into_iter(),
+            names.len(),
+            max_len,
+            &mut sent,
+            Some(&mut each),
+        )?;
+    } else {
+        dataplane::pcap_io::replay_ports(
+            &mut p,
+            ported.into_iter(),
+            names.len(),
+            max_len,
+            &mut sent,
+        )?;
+    }
     if let (Some(path), Some(w)) = (&a.out, out) {
         write_file(path, &w.into_inner())?;
     }
@@ -160,6 +200,9 @@ fn run(args: &[String]) -> Result<(String, String), String> {
         }
         write_file(path, text.as_bytes())?;
     }
+    if a.verdicts {
+        return Ok((lines, crate::replay::drop_notes(&stats)));
+    }
     crate::counters::fold(&mut rs, &compiled, &[p.state()]);
     let mut text = String::new();
     for t in &rs.tables {
@@ -168,6 +211,54 @@ fn run(args: &[String]) -> Result<(String, String), String> {
         text.push_str("# Completed\n");
     }
     Ok((text, crate::replay::drop_notes(&stats)))
+}
+
+/// The dataplane counters a frame's fate shows in.
+#[derive(Clone, Copy)]
+struct Snapshot([u64; 9]);
+
+const FATES: [(Counter, &str); 9] = [
+    (Counter::Forwarded, "ACCEPT"),
+    (Counter::LocalIn, "ACCEPT"),
+    (Counter::NonIpForwarded, "ACCEPT(non-ip)"),
+    (Counter::RejectSent, "REJECT"),
+    (Counter::DropRule, "DROP"),
+    (Counter::Queued, "QUEUE"),
+    (Counter::DefragHeld, "HELD(fragment)"),
+    (Counter::CtTableFull, "DROP(table-full)"),
+    (Counter::CtHelperDrop, "DROP(helper)"),
+];
+
+impl Snapshot {
+    fn of(stats: &StatsShard) -> Snapshot {
+        Snapshot(FATES.map(|(c, _)| stats.get(c)))
+    }
+
+    /// The first fate (in [`FATES`] order) whose counter moved since `before`.
+    fn verdict_since(&self, before: &Snapshot) -> &'static str {
+        FATES
+            .iter()
+            .zip(self.0.iter().zip(before.0.iter()))
+            .find(|(_, (now, was))| now > was)
+            .map_or("DROP(other)", |((_, name), _)| name)
+    }
+}
+
+/// `NEW`, `RELATED,ESTABLISHED`, ... for each packet tracked (`-` when none was).
+fn ctstate_names(states: &[u32]) -> String {
+    use classifier::model::ct_state;
+    if states.is_empty() {
+        return "-".into();
+    }
+    let one = |bits: u32| {
+        ct_state::NAMES
+            .iter()
+            .filter(|(_, b)| bits & b != 0)
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    states.iter().map(|&b| one(b)).collect::<Vec<_>>().join("+")
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {

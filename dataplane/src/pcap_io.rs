@@ -89,11 +89,27 @@ pub fn replay_ports<'a>(
     max_len: usize,
     sent: &mut SentFrame<'_>,
 ) -> Result<u64, String> {
+    replay_ports_each(pipeline, frames, nports, max_len, sent, None)
+}
+
+/// After each burst (of one frame when `each` is given, which then sees the pipeline).
+pub type AfterFrame<'a> = dyn FnMut(&mut Pipeline) -> Result<(), String> + 'a;
+
+/// [`replay_ports`], one frame per burst when `each` is given: it is called after each frame.
+pub fn replay_ports_each<'a>(
+    pipeline: &mut Pipeline,
+    frames: impl Iterator<Item = (u64, usize, &'a [u8])>,
+    nports: usize,
+    max_len: usize,
+    sent: &mut SentFrame<'_>,
+    mut each: Option<&mut AfterFrame<'_>>,
+) -> Result<u64, String> {
     let frame_size = max_len.clamp(2048, 1 << 18) as u32;
     let mut io = MemIo::new(4 * BATCH as u32, frame_size, nports.max(1), true);
     let mut burst: Vec<XdpDesc> = Vec::with_capacity(BATCH);
     let (mut burst_ts, mut burst_port) = (0u64, 0usize);
     let mut n = 0u64;
+    let one_by_one = each.is_some();
     let mut flush = |io: &mut MemIo, burst: &mut Vec<XdpDesc>, ts: u64, port: usize| {
         if burst.is_empty() {
             return Ok(());
@@ -105,11 +121,15 @@ pub fn replay_ports<'a>(
                 sent(p, ts, &f)?;
             }
         }
+        if let Some(f) = each.as_mut() {
+            f(pipeline)?;
+        }
         Ok::<(), String>(())
     };
     for (ts, port, bytes) in frames {
         n += 1;
-        if !burst.is_empty() && (ts != burst_ts || port != burst_port || burst.len() == BATCH) {
+        let full = burst.len() == BATCH || (one_by_one && !burst.is_empty());
+        if !burst.is_empty() && (ts != burst_ts || port != burst_port || full) {
             flush(&mut io, &mut burst, burst_ts, burst_port)?;
         }
         (burst_ts, burst_port) = (ts, port);

@@ -186,3 +186,80 @@ fn ethernet_capture_through_the_pipeline() {
     assert!(text.contains(":FORWARD DROP [1:29]"), "{text}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 ARP frames bridged"));
 }
+
+/// `--config --verdicts`: one line per frame with its fate and the state tracking gave it.
+#[test]
+fn replay_config_verdicts_show_ctstate() {
+    use classifier::wire::{build, ipv4, tcp, EtherType, IpProtocol};
+    use dataplane::pcapng::PcapNgOut;
+    use std::net::Ipv4Addr;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules"),
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+         -A FORWARD -i pw0 -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("fw.toml"),
+        "rules = \"rules\"\n\n[[bridge]]\nports = [\"pw0\", \"pw1\"]\n",
+    )
+    .unwrap();
+    let (c, s) = (Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 2, 0, 1));
+    let seg = |from: Ipv4Addr, to: Ipv4Addr, sp: u16, dp: u16, flags: u8, seq: u32, ack: u32| {
+        let t = build::tcp(
+            &tcp::Repr {
+                src_port: sp,
+                dst_port: dp,
+                seq_number: seq,
+                ack_number: ack,
+                flags,
+                window_len: 1000,
+                urgent_at: 0,
+                options: &[],
+                payload: &[],
+            },
+            from,
+            to,
+        );
+        let ip = build::ipv4(ipv4::Repr::new(from, to, IpProtocol::TCP, 0, 64), &t);
+        build::ethernet(
+            [2, 0, 0, 0, 0, 2],
+            [2, 0, 0, 0, 0, 1],
+            EtherType::IPV4,
+            &ip,
+            60,
+        )
+    };
+    let frames = [
+        (0u32, seg(c, s, 4000, 80, 0x02, 100, 0)),
+        (1, seg(s, c, 80, 4000, 0x12, 900, 101)),
+        (0, seg(c, s, 4000, 80, 0x10, 101, 901)),
+        (1, seg(s, c, 22, 5000, 0x02, 7, 0)),
+        (0, seg(c, s, 4000, 80, 0x02 | 0x01, 101, 901)),
+    ];
+    let mut w = PcapNgOut::new(Vec::new(), &["pw0", "pw1"]).unwrap();
+    for (k, (port, f)) in frames.iter().enumerate() {
+        w.write(*port, 1_000_000 * (k as u64 + 1), f).unwrap();
+    }
+    std::fs::write(dir.path().join("in.pcapng"), w.into_inner()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pollwall-under-test"))
+        .args(["replay", "--config"])
+        .arg(dir.path().join("fw.toml"))
+        .arg("--verdicts")
+        .arg(dir.path().join("in.pcapng"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1 ACCEPT ctstate=NEW\n2 ACCEPT ctstate=ESTABLISHED\n3 ACCEPT ctstate=ESTABLISHED\n\
+         4 DROP ctstate=NEW\n5 DROP ctstate=INVALID\n",
+        "a SYN from outside is NEW and refused; SYN+FIN is INVALID and meets the policy"
+    );
+}

@@ -187,6 +187,8 @@ pub struct Pipeline {
     /// IPv4 reassembly in front of tracking (when the ruleset tracks connections).
     defrag: Option<Box<classifier::defrag::Defrag>>,
     layouts: Box<frag::Layouts>,
+    /// The ctstate of each packet tracked, in order, while a replay asks for it.
+    ct_trace: Option<Vec<u32>>,
     logs: Box<LogHits>,
     sinks: Sinks,
     icmp: IcmpRateLimit,
@@ -244,6 +246,7 @@ impl Pipeline {
             out: Box::new([[(Verdict::Accept, Effects::default()); BATCH]; GROUPS]),
             defrag,
             layouts: Box::new(frag::Layouts::new()),
+            ct_trace: None,
             logs: Box::new(LogHits {
                 hits: [(0, RuleId(0)); BATCH * 2],
                 n: 0,
@@ -266,6 +269,19 @@ impl Pipeline {
             self.st.ct = Some(Box::new(Tracker::new(cfg, random_seed(), 0)));
         }
         self
+    }
+
+    /// Records the ctstate bits of every packet tracked from now on (replay's `--verdicts`).
+    pub fn trace_ctstates(&mut self) {
+        self.ct_trace = Some(Vec::new());
+    }
+
+    /// The ctstates recorded since the last call.
+    pub fn take_ctstates(&mut self) -> Vec<u32> {
+        self.ct_trace
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The connection tracker, while the ruleset needs one.

@@ -74,6 +74,9 @@ impl Pipeline {
             let k = gb.n - 1;
             gb.m[k].ct = CtInfo::untracked();
             gb.ct[k] = Outcome::Invalid;
+            if let Some(t) = self.ct_trace.as_mut() {
+                t.push(classifier::model::ct_state::UNTRACKED);
+            }
             return;
         }
         let arriving = from == Group::RawPre;
@@ -115,6 +118,9 @@ impl Pipeline {
                     let k = gb.n - 1;
                     gb.m[k].ct = info;
                     gb.ct[k] = o;
+                    if let Some(t) = self.ct_trace.as_mut() {
+                        t.push(info.state);
+                    }
                     return;
                 }
             }
