@@ -37,6 +37,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const REGRESSION_SEEDS: &[u64] = &[
     // A reset answering a SYN: the dying connection is SEEN_REPLY to the rules.
     1_796_310_308_545_983_512,
+    // ftp/tftp masters whose expected connections hold a reference: conntrack -L's use=2.
+    1_796_317_127_537_513_773,
+    // connlimit counting while the same group gained and lost tuples within one jiffy.
+    1_796_317_982_089_334_366,
 ];
 /// Rulesets per run and frames per ruleset (≥ 20 and ≥ 4,000 in all).
 const RULESETS: usize = 20;
