@@ -11,8 +11,10 @@
 //! kernel's "added by another CPU, not yet confirmed" case never arises: an unconfirmed tuple
 //! met again is gone.
 //!
-//! Bounded: at most `limit` tuples over all groups (the conntrack table's size); a count that
-//! would need more fails, and the match hotdrops as the kernel's does when it cannot allocate.
+//! Bounded: at most `limit` tuples over all groups (the conntrack table's size). At the bound
+//! the tuples of gone connections are reclaimed from every group (at most once a second); a
+//! count that still needs more fails, and the match hotdrops as the kernel's does when it
+//! cannot allocate.
 
 use super::conn::ProtoState;
 use super::table::Table;
@@ -37,6 +39,8 @@ pub struct ConnLimits {
     entries: usize,
     limit: usize,
     seed: u64,
+    /// The second (table clock) of the last [`Self::reclaim`].
+    last_reclaim: Option<u32>,
 }
 
 /// `already_closed`: TCP in TIME_WAIT or CLOSE.
@@ -151,6 +155,7 @@ impl ConnLimits {
             entries: 0,
             limit,
             seed,
+            last_reclaim: None,
         }
     }
 
@@ -174,6 +179,9 @@ impl ConnLimits {
         table: Option<&Table>,
     ) -> u32 {
         let now = jiffies(table);
+        if self.entries >= self.limit {
+            self.reclaim(table, now);
+        }
         if slot >= self.slots.len() {
             let seed = self.seed;
             self.slots.resize_with(slot + 1, || {
@@ -212,17 +220,25 @@ impl ConnLimits {
         }
     }
 
-    /// Frees groups left empty (the kernel's tree gc worker), at most `budget` looked at.
-    pub fn sweep(&mut self, budget: usize) {
-        let mut left = budget;
-        for groups in &mut self.slots {
-            if left == 0 {
-                break;
-            }
-            let before = groups.len();
-            groups.retain(|_, g| !g.tuples.is_empty());
-            left = left.saturating_sub(before);
+    /// The kernel's tree gc worker, run only when the bound is reached and at most once a
+    /// second of the table clock: drops from every group the tuples of connections that are
+    /// gone or closed, and the groups left empty. Without it the tuples of groups never counted
+    /// again would hold the bound forever.
+    fn reclaim(&mut self, table: Option<&Table>, now: u32) {
+        let second = now / crate::model::check::HZ;
+        if self.last_reclaim == Some(second) {
+            return;
         }
+        self.last_reclaim = Some(second);
+        let mut entries = 0;
+        for groups in &mut self.slots {
+            groups.retain(|_, g| {
+                g.tuples.retain(|t| Group::alive(table, t) == Some(true));
+                entries += g.tuples.len();
+                !g.tuples.is_empty()
+            });
+        }
+        self.entries = entries;
     }
 }
 
@@ -275,4 +291,38 @@ pub fn count_packet(
         (t, how)
     };
     groups.count(slot, key, &tuple, how, table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuple(src: u32) -> Tuple {
+        Tuple {
+            src,
+            dst: 9,
+            sport: 1000,
+            dport: 80,
+            proto: 6,
+        }
+    }
+
+    #[test]
+    fn groups_never_counted_again_give_their_room_back_at_the_bound() {
+        // No table: every tuple counted is of a connection that is gone.
+        let mut g = ConnLimits::new(4, 1);
+        for src in 0..4 {
+            assert_eq!(g.count(0, src, &tuple(src), Counted::New, None), 1);
+        }
+        assert_eq!(g.len(), 4);
+        // A fifth source finds the bound reached: the four dead tuples are reclaimed.
+        assert_eq!(g.count(0, 77, &tuple(77), Counted::New, None), 1);
+        assert_eq!(g.len(), 1);
+        // Within the same second no second walk: full again, the next new group fails.
+        for src in 100..103 {
+            g.count(0, src, &tuple(src), Counted::New, None);
+        }
+        assert_eq!(g.len(), 4);
+        assert_eq!(g.count(0, 200, &tuple(200), Counted::New, None), 0);
+    }
 }
