@@ -353,17 +353,8 @@ impl FragStore {
         if b != NIL {
             self.frags[b as usize].parent = p;
         }
-        let g = self.frags[p as usize].parent;
-        self.frags[x as usize].parent = g;
-        if g == NIL {
-            rs.root = x;
-        } else if self.frags[g as usize].left == p {
-            self.frags[g as usize].left = x;
-        } else {
-            self.frags[g as usize].right = x;
-        }
+        self.take_place(rs, p, x);
         self.frags[x as usize].right = p;
-        self.frags[p as usize].parent = x;
     }
 
     /// `p`'s right child takes its place.
@@ -374,6 +365,13 @@ impl FragStore {
         if b != NIL {
             self.frags[b as usize].parent = p;
         }
+        self.take_place(rs, p, x);
+        self.frags[x as usize].left = p;
+    }
+
+    /// A rotation's common part: `x` takes `p`'s place under `p`'s parent (or as the root),
+    /// and becomes `p`'s parent.
+    fn take_place(&mut self, rs: &mut RunSet, p: u32, x: u32) {
         let g = self.frags[p as usize].parent;
         self.frags[x as usize].parent = g;
         if g == NIL {
@@ -383,7 +381,6 @@ impl FragStore {
         } else {
             self.frags[g as usize].right = x;
         }
-        self.frags[x as usize].left = p;
         self.frags[p as usize].parent = x;
     }
 
