@@ -51,7 +51,8 @@ struct Rig {
     rules: Arc<CompiledRuleset>,
 }
 
-fn rig(rules: &str) -> Rig {
+/// `rules` compiled, and a bridge of ports pw0 and pw1.
+pub(crate) fn compiled_bridge(rules: &str) -> (Arc<CompiledRuleset>, Arc<Topology>) {
     let mut rs = Ruleset::new();
     restore(rules, &RestoreOptions::default(), &mut rs).expect("rules load");
     let rules = Arc::new(CompiledRuleset::compile(&rs, 0, &TreeParams::default()));
@@ -68,6 +69,11 @@ fn rig(rules: &str) -> Rig {
         ],
         local_mac: None,
     });
+    (rules, topo)
+}
+
+fn rig(rules: &str) -> Rig {
+    let (rules, topo) = compiled_bridge(rules);
     let stats = Arc::new(StatsShard::default());
     let (log_tx, log_rx) = rtrb::RingBuffer::new(16);
     let sinks = Sinks {

@@ -5,14 +5,10 @@
 //! announced by a PASV reply is RELATED only through the raw table's helper; tagged ARP is
 //! bridged; a frame larger than 2048 bytes is handed to the worker owning its flow.
 
-use classifier::compile::{CompiledRuleset, TreeParams};
 use classifier::conntrack::list::listing;
-use classifier::packet::IfName;
 use classifier::wire::{build, ipv4, tcp, IpProtocol};
-use classifier::Ruleset;
-use control::restore::{restore, RestoreOptions};
 use dataplane::mem::MemIo;
-use dataplane::pipeline::{Pipeline, Port, Sinks, Topology};
+use dataplane::pipeline::{Pipeline, Sinks};
 use dataplane::stats::{Counter, StatsShard};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -33,22 +29,7 @@ struct Rig {
 }
 
 fn rig_sized(rules: &str, frame_size: u32) -> Rig {
-    let mut rs = Ruleset::new();
-    restore(rules, &RestoreOptions::default(), &mut rs).expect("rules load");
-    let rules = Arc::new(CompiledRuleset::compile(&rs, 0, &TreeParams::default()));
-    let topo = Arc::new(Topology {
-        ports: vec![
-            Port {
-                name: IfName::new("pw0").unwrap(),
-                peer: 1,
-            },
-            Port {
-                name: IfName::new("pw1").unwrap(),
-                peer: 0,
-            },
-        ],
-        local_mac: None,
-    });
+    let (rules, topo) = crate::pipeline::compiled_bridge(rules);
     let stats = Arc::new(StatsShard::default());
     let p = Pipeline::new(rules, topo, Arc::clone(&stats), Sinks::none(), None)
         .with_conntrack(Default::default());
