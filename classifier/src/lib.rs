@@ -14,6 +14,7 @@ pub mod conntrack;
 pub mod defrag;
 pub mod eval;
 pub mod model;
+pub mod nat;
 pub mod packet;
 pub mod wire;
 

@@ -50,6 +50,10 @@ pub struct Tracker {
     /// entry per slot, so bounded by the table; a slot's entry is reset when a new connection
     /// there first meets its helper.
     helper_state: hashbrown::HashMap<ConnId, helper::HelperState, foldhash::fast::FixedState>,
+    /// NAT's random draws (`get_random_u16`'s role).
+    pub(crate) nat_rng: u64,
+    /// The share of the tuple space NAT may choose from (several workers).
+    pub(crate) nat_owner: crate::nat::Owner,
 }
 
 /// What the helper made of a packet about to be confirmed.
@@ -73,6 +77,8 @@ impl Tracker {
             )),
             cfg,
             stats: TrackStats::default(),
+            nat_rng: seed | 1,
+            nat_owner: crate::nat::Owner::ALONE,
         }
     }
 

@@ -28,6 +28,8 @@ use super::tuple::Tuple;
 use core::hash::{BuildHasher, Hasher};
 use hashbrown::HashTable;
 
+mod nat;
+
 /// A connection's entry number in its table.
 pub type ConnId = u32;
 
@@ -96,6 +98,8 @@ pub struct Table {
     /// Head of the free list (linked through `next`), NIL when every allocated slot is in use.
     free: u32,
     index: HashTable<u32>,
+    /// Connections with a source manip, by original source (see [`nat`]).
+    bysource: HashTable<u32>,
     hasher: foldhash::fast::FixedState,
     wheel: Box<[u32; WHEEL_SLOTS]>,
     /// The next tick the wheel has not processed yet.
@@ -129,6 +133,7 @@ impl Table {
             slab: Vec::with_capacity(max as usize),
             free: NIL,
             index: HashTable::with_capacity(2 * max as usize),
+            bysource: HashTable::with_capacity(max as usize),
             hasher: foldhash::fast::FixedState::with_seed(seed),
             wheel: Box::new([NIL; WHEEL_SLOTS]),
             wheel_tick: 0,
@@ -352,8 +357,12 @@ impl Table {
     fn remove(&mut self, id: ConnId) {
         let c = &self.slab[id as usize];
         let tuples = c.tuple;
+        let in_bysource = c.status & status::SRC_NAT_DONE != 0;
         if c.status & status::CONFIRMED != 0 {
             self.wheel_unlink(id);
+        }
+        if in_bysource {
+            self.bysource_remove(id);
         }
         for (dir, t) in tuples.iter().enumerate() {
             let want = id << 1 | dir as u32;
