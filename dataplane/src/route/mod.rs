@@ -4,6 +4,10 @@
 //! here by an LPM lookup of the destination address (egress port and next hop), and rewrite the
 //! MACs and decrement the TTL after POSTROUTING accepts; nothing else in the pipeline changes.
 
+pub mod arp;
+pub mod fib;
+pub mod neigh;
+
 use crate::pipeline::Topology;
 
 /// Where a packet goes after PREROUTING.
