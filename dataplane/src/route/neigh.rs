@@ -106,6 +106,18 @@ pub enum Action<T> {
     Drop { frame: T, failed: bool },
 }
 
+/// What an ARP message told about its sender (see [`Neighbors::learn`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heard {
+    pub port: u8,
+    pub ip: u32,
+    pub mac: [u8; 6],
+    /// A reply addressed to this box.
+    pub solicited: bool,
+    /// Make an entry when none exists.
+    pub create: bool,
+}
+
 /// One worker's neighbour cache.
 pub struct Neighbors<T> {
     cfg: NeighConfig,
@@ -290,20 +302,18 @@ impl<T: Copy> Neighbors<T> {
         self.queued += 1;
     }
 
-    /// An ARP message from `ip` (at `mac`) on `port`: `solicited` when it answers this box
-    /// (a reply addressed to it), which makes the entry REACHABLE; otherwise an existing
-    /// entry only learns the address (STALE when it changed). `create` makes an entry when
-    /// none exists (a request for one of our addresses, `neigh_event_ns`).
-    pub fn learn(
-        &mut self,
-        port: u8,
-        ip: u32,
-        mac: [u8; 6],
-        solicited: bool,
-        create: bool,
-        now: u64,
-        act: &mut impl FnMut(Action<T>),
-    ) {
+    /// An ARP message from `heard.ip` (at `heard.mac`) on `heard.port`: a solicited one (a
+    /// reply addressed to this box) makes the entry REACHABLE; otherwise an existing entry
+    /// only learns the address (STALE when it changed). `create` makes an entry when none
+    /// exists (a request for one of our addresses, `neigh_event_ns`).
+    pub fn learn(&mut self, heard: Heard, now: u64, act: &mut impl FnMut(Action<T>)) {
+        let Heard {
+            port,
+            ip,
+            mac,
+            solicited,
+            create,
+        } = heard;
         let i = match self.find(port, ip) {
             Some(i) => i,
             None if create => match self.create(port, ip, now) {

@@ -83,7 +83,17 @@ fn a_reply_releases_the_queue_in_order_and_the_entry_ages_through_stale_delay_pr
     n.enqueue(i, 10, &mut |a| log.push(a));
     n.enqueue(i, 11, &mut |a| log.push(a));
     let log = run(&mut n, |n, mut a| {
-        n.learn(0, 5, MAC, true, false, 300, &mut a)
+        n.learn(
+            Heard {
+                port: 0,
+                ip: 5,
+                mac: MAC,
+                solicited: true,
+                create: false,
+            },
+            300,
+            &mut a,
+        )
     });
     assert_eq!(
         log,
@@ -189,7 +199,17 @@ fn static_entries_never_age_and_a_full_cache_evicts_failed_then_stale_entries() 
     assert_eq!(n.get(0, 1).unwrap().0, State::Permanent);
     // An unsolicited message only updates an existing entry.
     run(&mut n, |n, mut a| {
-        n.learn(0, 9, MAC, false, false, 6000, &mut a)
+        n.learn(
+            Heard {
+                port: 0,
+                ip: 9,
+                mac: MAC,
+                solicited: false,
+                create: false,
+            },
+            6000,
+            &mut a,
+        )
     });
     assert_eq!(n.get(0, 9), None);
 }
