@@ -216,6 +216,8 @@ pub struct Effects {
     pub mark: Option<u32>,
     pub ctmark: Option<u32>,
     pub ct: Option<CtTemplate>,
+    /// The nat table's NAT target, when one took the packet.
+    pub nat: Option<crate::nat::NatAction>,
 }
 
 impl CtInfo {
@@ -263,7 +265,9 @@ impl CtInfo {
             Input | Postrouting => SRC_NAT_DONE,
             Forward => 0,
         };
-        self.state & crate::model::ct_state::NEW != 0 && self.status & u32::from(done) == 0
+        // `nf_nat_inet_fn`: NEW and RELATED packets whose manip is not set up yet.
+        let first = crate::model::ct_state::NEW | crate::model::ct_state::RELATED;
+        self.state & first != 0 && self.status & u32::from(done) == 0
     }
 
     /// Whether the packet has a connection (`nf_ct_get` is not NULL); the stateless default

@@ -250,6 +250,7 @@ fn replay_through_dataplane(
             },
         ],
         local_mac: None,
+        router: None,
     });
     let stats = Arc::new(StatsShard::default());
     let mut p = Pipeline::new(

@@ -237,6 +237,33 @@ impl FrameIo for XdpIo {
         self.umem.frame(addr, len)
     }
 
+    fn frame_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]> {
+        self.umem.frame_mut(addr, len)
+    }
+
+    fn alloc_frame(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<Option<XdpDesc>, NoFreeFrame> {
+        let dst = self.free.pop().ok_or(NoFreeFrame)?;
+        let Some(out) = self.umem.chunk_mut(dst) else {
+            self.free.push(dst);
+            return Err(NoFreeFrame);
+        };
+        let room = out.len();
+        match fill(out) {
+            Some(n) if n <= room => Ok(Some(XdpDesc {
+                addr: dst,
+                len: n as u32,
+                options: 0,
+            })),
+            _ => {
+                self.free.push(dst);
+                Ok(None)
+            }
+        }
+    }
+
     fn build_from(
         &mut self,
         src: u64,

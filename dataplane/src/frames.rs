@@ -55,6 +55,17 @@ impl HeapFrames {
         self.arena.get(addr as usize..end as usize)
     }
 
+    /// [`Self::frame`], writable.
+    pub fn frame_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]> {
+        let end = addr.checked_add(u64::from(len))?;
+        if end > self.arena.len() as u64
+            || (len > 0 && self.chunk_of(addr) != self.chunk_of(end - 1))
+        {
+            return None;
+        }
+        self.arena.get_mut(addr as usize..end as usize)
+    }
+
     /// A free chunk's address.
     pub fn alloc(&mut self) -> Option<u64> {
         self.free.pop()
@@ -81,6 +92,27 @@ impl HeapFrames {
 
     /// A new frame written by `fill` from the frame at (`src`, `src_len`): see
     /// [`crate::io::FrameIo::build_from`].
+    /// A free chunk filled by `fill` (see [`crate::io::FrameIo::alloc_frame`]).
+    pub fn alloc_frame(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<Option<XdpDesc>, NoFreeFrame> {
+        let dst = self.free.pop().ok_or(NoFreeFrame)?;
+        let fs = self.frame_size as usize;
+        let d = dst as usize;
+        match fill(&mut self.arena[d..d + fs]) {
+            Some(n) if n <= fs => Ok(Some(XdpDesc {
+                addr: dst,
+                len: n as u32,
+                options: 0,
+            })),
+            _ => {
+                self.free.push(dst);
+                Ok(None)
+            }
+        }
+    }
+
     pub fn build_from(
         &mut self,
         src: u64,

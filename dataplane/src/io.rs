@@ -12,6 +12,9 @@ pub trait FrameIo {
     /// `len` bytes at `addr` (a frame the worker holds), or None when out of range.
     fn frame(&self, addr: u64, len: u32) -> Option<&[u8]>;
 
+    /// The same frame, writable (NAT and the TTL are rewritten in place).
+    fn frame_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]>;
+
     /// Takes a free chunk, lets `fill` write a new frame into it from the frame at
     /// (`src`, `src_len`), and returns the new frame's descriptor. `fill` returns the length
     /// written, or None (then the chunk goes back). Err when no chunk is free.
@@ -20,6 +23,13 @@ pub trait FrameIo {
         src: u64,
         src_len: u32,
         fill: impl FnOnce(&[u8], &mut [u8]) -> Option<usize>,
+    ) -> Result<Option<XdpDesc>, NoFreeFrame>;
+
+    /// Takes a free chunk and lets `fill` write a new frame into it (ARP requests): its
+    /// descriptor, None when `fill` wrote nothing, Err when no chunk is free.
+    fn alloc_frame(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Result<Option<XdpDesc>, NoFreeFrame>;
 
     /// Returns a chunk (any address inside it) to the free list.

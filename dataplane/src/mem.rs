@@ -57,6 +57,17 @@ impl FrameIo for MemIo {
         self.store.frame(addr, len)
     }
 
+    fn frame_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]> {
+        self.store.frame_mut(addr, len)
+    }
+
+    fn alloc_frame(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<Option<XdpDesc>, NoFreeFrame> {
+        self.store.alloc_frame(fill)
+    }
+
     fn build_from(
         &mut self,
         src: u64,

@@ -314,15 +314,42 @@ pub fn build_reject(
         return Err(NoReply::LinkBroadcast);
     }
     match unreach_code(with) {
-        Some(code) => icmp_error(&orig, code, reply_src, ip_id, out),
+        Some(code) => icmp_error(
+            &orig,
+            icmp::Repr::dst_unreachable(code, &[]),
+            reply_src,
+            ip_id,
+            out,
+        ),
         None => tcp_reset(&orig, out),
     }
 }
 
-/// `nf_send_unreach` then `__icmp_send`, in their order of checks.
+/// The ICMP error the forwarding path sends about `frame` (`icmp_send` from `ip_forward` or
+/// `ip_error`): `kind`'s type, code and bytes 4..8 (the next-hop MTU of "fragmentation
+/// needed"), from `reply_src`, quoting the datagram as [`build_reject`] does.
+pub fn build_icmp_error(
+    frame: &[u8],
+    kind: icmp::Repr<'_>,
+    reply_src: Ipv4Addr,
+    ip_id: u16,
+    out: &mut [u8],
+) -> Result<usize, NoReply> {
+    let orig = Original::parse(frame)?;
+    if orig.is_martian() {
+        return Err(NoReply::Martian);
+    }
+    if orig.ip.frag_offset() != 0 {
+        return Err(NoReply::NotFirstFragment);
+    }
+    icmp_error(&orig, kind, Some(reply_src), ip_id, out)
+}
+
+/// `nf_send_unreach` then `__icmp_send`, in their order of checks; `kind` gives the type, code
+/// and rest of header (its data is the quote, filled here).
 fn icmp_error(
     orig: &Original<'_>,
-    code: u8,
+    kind: icmp::Repr<'_>,
     reply_src: Option<Ipv4Addr>,
     ip_id: u16,
     out: &mut [u8],
@@ -344,7 +371,10 @@ fn icmp_error(
     let datagram: &[u8] = orig.ip.into_inner();
     let quote = datagram.get(..MAX_QUOTE_LEN).unwrap_or(datagram);
     let l2_len = orig.l2_len();
-    let icmp_repr = icmp::Repr::dst_unreachable(code, quote);
+    let icmp_repr = icmp::Repr {
+        data: quote,
+        ..kind
+    };
     let ip_repr = ipv4::Repr {
         tos: (orig.ip.tos() & TOS_MASK) | PREC_INTERNETCONTROL,
         ident: ip_id,

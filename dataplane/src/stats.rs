@@ -71,6 +71,22 @@ counters! {
     DefragOverlap = "defrag_overlap": "overlapping fragments: the datagram discarded",
     DefragFailed = "defrag_failed": "fragments dropped for other reassembly failures (inconsistent ends, ECN, over 65535 bytes)",
     DefragTooBigForFrame = "defrag_too_big_for_frame": "reassembled datagrams larger than a UMEM frame, dropped",
+    NatRewritten = "nat_rewritten": "packets NAT rewrote (addresses, ports, quoted datagrams of ICMP errors)",
+    NatNoAddress = "nat_no_address": "new connections dropped: MASQUERADE or REDIRECT found no address on the port",
+    NatFailed = "nat_failed": "packets dropped because their rewrite failed (too short, a bad ICMP checksum)",
+    NatOifChanged = "nat_oif_changed": "masqueraded connections killed because their packets left by another port",
+    RoutedForwarded = "routed_forwarded": "frames routed out of a port (TTL decremented, MACs rewritten)",
+    RouteUnreachable = "route_unreachable": "frames with no route (ICMP net unreachable sent)",
+    RouteTtlExceeded = "route_ttl_exceeded": "frames with TTL 1 or 0 to forward (ICMP time exceeded sent)",
+    RouteFragNeeded = "route_frag_needed": "DF frames over the egress MTU (ICMP fragmentation needed sent)",
+    RouteNotForUs = "route_not_for_us": "frames addressed to another MAC, or group-addressed frames to forward",
+    RouteTooBig = "route_too_big": "frames over the egress MTU without DF that this dataplane does not fragment",
+    IcmpErrorSent = "icmp_error_sent": "ICMP errors the routing step sent (time exceeded, unreachable, fragmentation needed)",
+    ArpReplied = "arp_replied": "ARP requests for the box's addresses answered",
+    ArpRequested = "arp_requested": "ARP requests sent to resolve next hops",
+    ArpIn = "arp_in": "ARP messages received in routed mode",
+    NeighQueued = "neigh_queued": "frames queued while their next hop was resolved",
+    NeighDropped = "neigh_dropped": "frames dropped while their next hop was unresolved (queue full, failed, no entry)",
 }
 
 impl Counter {

@@ -68,6 +68,7 @@ pub(crate) fn compiled_bridge(rules: &str) -> (Arc<CompiledRuleset>, Arc<Topolog
             },
         ],
         local_mac: None,
+        router: None,
     });
     (rules, topo)
 }

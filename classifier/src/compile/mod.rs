@@ -755,7 +755,8 @@ impl CompiledRuleset {
                             cpu_fanout: q.cpu_fanout,
                         })
                     }
-                    _ => {
+                    t => {
+                        fx.nat = crate::nat::NatAction::of(t);
                         rec.nat(rule.id);
                         return None;
                     }

@@ -41,6 +41,9 @@ pub enum ProtoState {
 /// [`Conn::master`] of a connection nobody expected.
 pub const NO_MASTER: u32 = u32::MAX;
 
+/// [`Conn::masq_port`] of a connection without MASQUERADE.
+pub const NO_PORT: u8 = u8::MAX;
+
 /// One connection.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
@@ -60,6 +63,10 @@ pub struct Conn {
     pub helper: Option<super::helper::HelperKind>,
     /// For an expected connection (status EXPECTED): its master's helper (`-m helper`).
     pub master_helper: Option<super::helper::HelperKind>,
+    /// The port a MASQUERADE binding masquerades behind ([`NO_PORT`] otherwise): a packet of
+    /// the original direction leaving by another port kills the connection
+    /// (`nf_nat_oif_changed`).
+    pub masq_port: u8,
     /// Timer wheel links (the table's business).
     pub(crate) prev: u32,
     pub(crate) next: u32,

@@ -277,6 +277,7 @@ impl Table {
             master: super::conn::NO_MASTER,
             helper: None,
             master_helper: None,
+            masq_port: super::conn::NO_PORT,
             prev: NIL,
             next: NIL,
         };

@@ -103,6 +103,43 @@ impl Range {
     }
 }
 
+/// The nat table's decision for a connection's first packet: its target and range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatAction {
+    Snat(Range),
+    Dnat(Range),
+    /// The range's ports and flags; the address is the egress port's.
+    Masquerade(Range),
+    /// The range's ports and flags; the address is the ingress port's (127.0.0.1 in OUTPUT).
+    Redirect(Range),
+}
+
+impl NatAction {
+    /// The action of a NAT target (None for any other target).
+    pub fn of(t: &crate::model::Target) -> Option<NatAction> {
+        use crate::model::Target;
+        Some(match t {
+            Target::Snat(r) => NatAction::Snat(Range::of(r)),
+            Target::Dnat(r) => NatAction::Dnat(Range::of(r)),
+            Target::Masquerade(r) => NatAction::Masquerade(Range::of(r)),
+            Target::Redirect(r) => NatAction::Redirect(Range::of(r)),
+            _ => return None,
+        })
+    }
+}
+
+impl Range {
+    /// `range` moved onto one address (MASQUERADE's and REDIRECT's), its ports and flags kept.
+    pub fn onto_range(range: &Range, addr: u32) -> Range {
+        Range {
+            flags: range.flags | range_flags::MAP_IPS,
+            min_addr: addr,
+            max_addr: addr,
+            ..*range
+        }
+    }
+}
+
 /// Which worker owns a connection's replies: the dataplane steers every packet by a symmetric
 /// keyed hash ([`flow_hash`]) and NAT must only pick tuples whose replies hash to the worker
 /// that picks them.

@@ -57,6 +57,7 @@ impl Mem {
         let topo = Arc::new(Topology {
             ports: vec![port("pwf0", PORT_SERVER)?, port("pwf1", PORT_CLIENT)?],
             local_mac: None,
+            router: None,
         });
         let stats = Arc::new(StatsShard::default());
         let (log_tx, log_rx) = rtrb::RingBuffer::new(256);

@@ -49,9 +49,14 @@ pub struct Topology {
     pub ports: Vec<Port>,
     /// MAC of the TAP: frames sent to it are for the box (INPUT).
     pub local_mac: Option<[u8; 6]>,
+    /// Routed mode: the ports' addresses, the FIB and the static neighbours (`ports[i]` is
+    /// routed port i; bridge mode when None).
+    pub router: Option<Arc<crate::route::Router>>,
 }
 
 mod frag;
+mod nat;
+mod routed;
 mod track;
 
 use track::{random_seed, AGE_BUDGET};
@@ -112,6 +117,8 @@ struct GroupBuf {
     route: [Route; BATCH],
     /// A reassembled datagram's fragment layout tag (0: the frame arrived whole).
     frag: [u16; BATCH],
+    /// Routed mode: the next hop (gateway, or the destination on-link) of a packet leaving.
+    hop: [u32; BATCH],
     n: usize,
 }
 
@@ -126,6 +133,7 @@ impl GroupBuf {
             ct: [Outcome::Invalid; BATCH],
             route: [Route::Local; BATCH],
             frag: [0; BATCH],
+            hop: [0; BATCH],
             n: 0,
         }
     }
@@ -196,9 +204,28 @@ pub struct Pipeline {
     fdb: Box<Fdb>,
     ip_id: u16,
     steering: Steering,
+    /// Routed mode's neighbour cache, and the actions it asked for (reused buffer).
+    neigh: Box<crate::route::neigh::Neighbors<XdpDesc>>,
+    neigh_acts: Vec<crate::route::neigh::Action<XdpDesc>>,
+    neigh_next_tick: u64,
+    /// The current batch's time.
+    clock_ns: u64,
+    /// Local packets (the routing step's ICMP errors) wait in OUTPUT's groups.
+    local_pending: bool,
 }
 
 const ETH_P_ARP: u16 = 0x0806;
+
+/// The neighbour cache of a topology, its static entries in place.
+fn neighbors(topo: &Topology) -> crate::route::neigh::Neighbors<XdpDesc> {
+    let mut n = crate::route::neigh::Neighbors::new(Default::default(), track::random_seed());
+    if let Some(rt) = &topo.router {
+        for &(port, ip, mac) in &rt.neighbors {
+            n.add_static(port, ip, mac);
+        }
+    }
+    n
+}
 
 fn ethertype(f: &[u8]) -> u16 {
     // The type after any 802.1Q / 802.1ad tags (at most two, as the parser reads): a tagged
@@ -237,6 +264,7 @@ impl Pipeline {
                 random_seed(),
             ))
         });
+        let topo_for_neigh = Arc::clone(&topo);
         Pipeline {
             rules,
             st,
@@ -258,6 +286,11 @@ impl Pipeline {
             fdb: Box::new(Fdb::new()),
             ip_id: 1,
             steering: Steering::single(),
+            neigh: Box::new(neighbors(&topo_for_neigh)),
+            neigh_acts: Vec::with_capacity(crate::route::neigh::QUEUE_MAX * 4),
+            neigh_next_tick: 0,
+            clock_ns: 0,
+            local_pending: false,
         }
     }
 
@@ -350,6 +383,8 @@ impl Pipeline {
             }
             return;
         };
+        self.clock_ns = now_ns;
+        let routed = topo.router.as_deref();
         let mut bytes = 0u64;
         for d in descs.iter().take(BATCH) {
             bytes += u64::from(d.len);
@@ -363,8 +398,27 @@ impl Pipeline {
                 io.free(d.addr);
                 continue;
             }
-            let route = route::decide(&topo, port, &f[..6]);
-            if self.tap.is_some() {
+            let route = match routed {
+                Some(rt) => {
+                    if ethertype(f) == ETH_P_ARP {
+                        self.arp_in(io, port, *d);
+                        continue;
+                    }
+                    let mine = rt.ports.get(port).is_some_and(|p| f[..6] == p.mac);
+                    if !mine && f[0] & 1 == 0 {
+                        self.stats.add(Counter::RouteNotForUs, 1);
+                        io.free(d.addr);
+                        continue;
+                    }
+                    if mine {
+                        Route::Local
+                    } else {
+                        Route::Both { egress: port }
+                    }
+                }
+                None => route::decide(&topo, port, &f[..6]),
+            };
+            if self.tap.is_some() && routed.is_none() {
                 self.fdb.learn(&f[6..12], port as u8);
             }
             if ethertype(f) == ETH_P_ARP {
@@ -440,10 +494,28 @@ impl Pipeline {
         }
         self.run_group(io, Group::RawPre);
         self.run_arriving(io);
+        self.run_local_pending(io);
+        self.neigh_tick(io, now_ns);
         if let Some(ct) = self.st.ct.as_mut() {
             ct.age(AGE_BUDGET);
             self.age_fragments(now_ns);
         }
+    }
+
+    /// Runs the local packets the routing step made (its ICMP errors) through OUTPUT.
+    fn run_local_pending<I: FrameIo>(&mut self, io: &mut I) {
+        while self.local_pending {
+            self.local_pending = false;
+            self.run_group(io, Group::RawOut);
+            self.run_local(io);
+        }
+    }
+
+    /// Runs the timers of routed mode (neighbour resolution) when no traffic does.
+    pub fn idle_tick<I: FrameIo>(&mut self, io: &mut I, now_ns: u64) {
+        self.clock_ns = now_ns;
+        self.neigh_tick(io, now_ns);
+        self.run_local_pending(io);
     }
 
     /// Runs what follows PREROUTING's raw table for the packets gathered so far.
@@ -568,10 +640,11 @@ impl Pipeline {
         if let Some(mark) = mark {
             m.mark = mark;
         }
-        let (route, frag) = (src.route[i], src.frag[i]);
+        let (route, frag, hop) = (src.route[i], src.frag[i], src.hop[i]);
         let dst = &mut self.groups[to as usize];
         dst.route[dst.n] = route;
         dst.frag[dst.n] = frag;
+        dst.hop[dst.n] = hop;
         dst.push_tracked(h, m, d, port, egress, ct);
     }
 
@@ -642,12 +715,17 @@ impl Pipeline {
 
     fn accept<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, fx: Effects) {
         let mark = fx.mark;
-        self.nat_done(g, i);
+        if !self.nat_step(io, g, i, &fx) {
+            self.settle(g, i, false);
+            io.free(self.groups[g as usize].d[i].addr);
+            return;
+        }
         let gb = &self.groups[g as usize];
         let (d, egress) = (gb.d[i], usize::from(gb.egress[i]));
         match g {
             Group::RawPre => self.track_step(io, i, fx, Group::Pre),
             Group::RawOut => self.track_step(io, i, fx, Group::Output),
+            Group::Pre if self.topo.router.is_some() => self.route_routed(io, i, mark),
             Group::Pre => {
                 let route = gb.route[i];
                 if let Route::Both { .. } = route {
@@ -680,7 +758,7 @@ impl Pipeline {
                 }
                 if self.rules.hook_is_empty(Hook::Postrouting) {
                     if self.confirm_out(io, g, i) {
-                        self.send_out(io, g, i, egress);
+                        self.transmit(io, g, i, egress);
                     } else {
                         io.free(d.addr);
                     }
@@ -690,7 +768,7 @@ impl Pipeline {
             }
             Group::Post => {
                 if self.confirm_out(io, g, i) {
-                    self.send_out(io, g, i, egress)
+                    self.transmit(io, g, i, egress)
                 } else {
                     io.free(d.addr);
                 }
@@ -710,6 +788,17 @@ impl Pipeline {
                 io.free(d.addr);
             }
         }
+    }
+
+    /// Sends packet `i` of `g` out of `egress`: in routed mode once its next hop is resolved.
+    fn transmit<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, egress: usize) {
+        if self.topo.router.is_some() {
+            if !self.resolve_out(io, g, i, egress) {
+                return;
+            }
+            self.stats.add(Counter::RoutedForwarded, 1);
+        }
+        self.send_out(io, g, i, egress);
     }
 
     /// A copy of broadcast/multicast packet `i` of PREROUTING for the box itself (INPUT).

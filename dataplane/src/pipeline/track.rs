@@ -17,9 +17,8 @@
 use super::{Group, Pipeline};
 use crate::io::FrameIo;
 use crate::stats::Counter;
-use classifier::conntrack::{status, HelpOutcome, Outcome};
+use classifier::conntrack::{HelpOutcome, Outcome};
 use classifier::packet::{CtInfo, Effects};
-use classifier::TableKind;
 
 /// Table entries aged per received burst (bounded work per batch).
 pub(super) const AGE_BUDGET: usize = 64;
@@ -176,26 +175,6 @@ impl Pipeline {
         if let Outcome::Conn { id, .. } = gb.ct[i] {
             ct.table.get_mut(id).mark = v;
             gb.m[i].ct.mark = v;
-        }
-    }
-
-    /// Records that the nat table of packet `i`'s hook has seen its connection's first packet
-    /// (the null binding of `nf_nat_inet_fn`): later NEW packets of it skip that table.
-    pub(super) fn nat_done(&mut self, g: Group, i: usize) {
-        let bit = match g {
-            Group::Pre | Group::Output => status::DST_NAT_DONE,
-            Group::Input | Group::Post => status::SRC_NAT_DONE,
-            _ => return,
-        };
-        let hook = g.hook();
-        let Some(ct) = self.st.ct.as_mut() else {
-            return;
-        };
-        let gb = &self.groups[g as usize];
-        if let (Outcome::Conn { id, .. }, true) = (gb.ct[i], gb.m[i].ct.nat_sees(hook)) {
-            if self.rules.hook_has_table(hook, TableKind::Nat) {
-                ct.table.get_mut(id).status |= bit;
-            }
         }
     }
 }

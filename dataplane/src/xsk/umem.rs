@@ -76,6 +76,13 @@ impl Umem {
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(start), end - start) })
     }
 
+    /// [`Self::frame`], writable.
+    pub fn frame_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]> {
+        let (start, end) = self.range(addr, len)?;
+        // SAFETY: as in `frame`, and `&mut self` makes this the only borrow of the UMEM.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().add(start), end - start) })
+    }
+
     /// From `addr` to the end of its chunk, writable.
     pub fn chunk_mut(&mut self, addr: u64) -> Option<&mut [u8]> {
         let room = u64::from(self.frame_size) - (addr & (u64::from(self.frame_size) - 1));

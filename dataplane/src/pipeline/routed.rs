@@ -1,0 +1,349 @@
+//! Routed mode's steps in the pipeline (DESIGN.md §1, §9), as `ip_rcv` / `ip_forward` /
+//! `ip_finish_output2` order them:
+//!
+//! - **Arrival**: ARP is answered for the box's addresses and teaches the neighbour cache; an
+//!   IPv4 frame addressed to another MAC is dropped before any hook (`PACKET_OTHERHOST`).
+//! - **After PREROUTING** (and its DNAT): the FIB lookup of the destination. The box's own
+//!   and broadcast addresses go to INPUT; no route sends ICMP net unreachable; a forwarded
+//!   packet with TTL ≤ 1 gets ICMP time exceeded, a DF one over the egress MTU ICMP
+//!   fragmentation needed, and the others have their TTL decremented (the kernel's
+//!   `ip_decrease_ttl` checksum arithmetic) before FORWARD.
+//! - **Leaving** (after POSTROUTING): the next hop is resolved (the neighbour cache; frames
+//!   wait in its bounded queue while ARP runs) and the MACs rewritten: the egress port's as
+//!   source, the neighbour's as destination.
+//!
+//! ICMP errors the routing step sends are local packets: they go through OUTPUT and
+//! POSTROUTING like the box's own traffic, from the address of the port facing the sender.
+
+use super::{Group, Pipeline};
+use crate::io::FrameIo;
+use crate::reject::build_icmp_error;
+use crate::route::arp::{self, Arp};
+use crate::route::neigh::{Action, Heard, Resolved};
+use crate::route::{Hop, Router};
+use crate::stats::Counter;
+use crate::xsk::XdpDesc;
+use classifier::packet::{IfName, PacketMeta};
+use classifier::wire::headers::parse_ethernet;
+use classifier::wire::icmp;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// `ip_decrease_ttl`'s checksum update, on the little-endian loads the kernel does.
+fn decrease_ttl(ip: &mut [u8]) {
+    let check = u16::from_be_bytes([ip[10], ip[11]]).swap_bytes();
+    let mut c = u32::from(check) + 0x0001;
+    c += u32::from(c >= 0xffff);
+    ip[10..12].copy_from_slice(&(c as u16).swap_bytes().to_be_bytes());
+    ip[8] = ip[8].wrapping_sub(1);
+}
+
+impl Pipeline {
+    fn router(&self) -> Option<Arc<Router>> {
+        self.topo.router.clone()
+    }
+
+    /// The routing decision of packet `i` of PREROUTING (routed mode), which its hook
+    /// accepted: on to INPUT or FORWARD, or an ICMP error and a drop.
+    pub(super) fn route_routed<I: FrameIo>(&mut self, io: &mut I, i: usize, mark: Option<u32>) {
+        let Some(rt) = self.router() else {
+            return;
+        };
+        let gb = &self.groups[Group::Pre as usize];
+        let (h, d, to_us) = (gb.h[i], gb.d[i], gb.route[i] == crate::route::Route::Local);
+        let hop = rt.lookup(h.dst);
+        let drop = |p: &mut Pipeline, io: &mut I, c: Counter| {
+            p.stats.add(c, 1);
+            p.settle(Group::Pre, i, false);
+            io.free(d.addr);
+        };
+        match hop {
+            Hop::Local | Hop::Broadcast => {
+                if self.tap.is_some() {
+                    self.pass(Group::Pre, i, Group::Input, mark);
+                } else {
+                    drop(self, io, Counter::DropNoRoute);
+                }
+            }
+            Hop::Unreachable => {
+                self.icmp_error_for(io, &rt, d, icmp::Repr::dst_unreachable(0, &[]));
+                drop(self, io, Counter::RouteUnreachable);
+            }
+            Hop::Forward { .. } if !to_us => drop(self, io, Counter::RouteNotForUs),
+            Hop::Forward { port, gateway } => {
+                let mtu = rt.ports.get(usize::from(port)).map_or(1500, |p| p.mtu);
+                if h.ttl <= 1 {
+                    let kind = icmp::Repr {
+                        msg_type: icmp::Message::TIME_EXCEEDED,
+                        code: 0,
+                        rest: [0; 4],
+                        data: &[],
+                    };
+                    self.icmp_error_for(io, &rt, d, kind);
+                    return drop(self, io, Counter::RouteTtlExceeded);
+                }
+                if h.dont_frag && h.ip_len > mtu && gb.frag[i] == 0 {
+                    let mut kind = icmp::Repr::dst_unreachable(4, &[]);
+                    kind.rest[2..4].copy_from_slice(&mtu.to_be_bytes());
+                    self.icmp_error_for(io, &rt, d, kind);
+                    return drop(self, io, Counter::RouteFragNeeded);
+                }
+                let l3 = usize::from(h.l3_offset);
+                if let Some(ip) = io
+                    .frame_mut(d.addr, d.len)
+                    .and_then(|f| f.get_mut(l3..l3 + 20))
+                {
+                    decrease_ttl(ip);
+                }
+                let name = self
+                    .topo
+                    .ports
+                    .get(usize::from(port))
+                    .map_or(IfName::NONE, |p| p.name);
+                let gb = &mut self.groups[Group::Pre as usize];
+                gb.h[i].ttl -= 1;
+                gb.egress[i] = port;
+                gb.hop[i] = if gateway == 0 { h.dst } else { gateway };
+                gb.m[i].out_iface = name;
+                self.pass(Group::Pre, i, Group::Forward, mark);
+            }
+        }
+    }
+
+    /// Sends the ICMP error `kind` about frame `d` to its sender, as a local packet.
+    fn icmp_error_for<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        rt: &Router,
+        d: XdpDesc,
+        kind: icmp::Repr<'_>,
+    ) {
+        let Some(sender) = io.frame(d.addr, d.len).and_then(|f| parse_ethernet(f).ok()) else {
+            return;
+        };
+        let (port, toward) = match rt.lookup(sender.src) {
+            Hop::Forward { port, gateway } => (
+                usize::from(port),
+                if gateway == 0 { sender.src } else { gateway },
+            ),
+            _ => return,
+        };
+        let Some(src) = rt.select_addr(port, toward) else {
+            return;
+        };
+        if !self
+            .icmp
+            .allow(Ipv4Addr::from(sender.src), sender_now(&sender, self))
+        {
+            self.stats.add(Counter::RejectRateLimited, 1);
+            return;
+        }
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let ip_id = self.ip_id;
+        let built = io.build_from(d.addr, d.len, |orig, out| {
+            build_icmp_error(orig, kind, Ipv4Addr::from(src), ip_id, out).ok()
+        });
+        match built {
+            Ok(Some(reply)) => {
+                self.stats.add(Counter::IcmpErrorSent, 1);
+                self.send_local(io, reply, port as u8, toward);
+            }
+            Ok(None) => self.stats.add(Counter::RejectSuppressed, 1),
+            Err(_) => self.stats.add(Counter::RejectNoFrame, 1),
+        }
+    }
+
+    /// A packet the box itself sends out of `port` toward next hop `hop`: into OUTPUT.
+    pub(super) fn send_local<I: FrameIo>(&mut self, io: &mut I, d: XdpDesc, port: u8, hop: u32) {
+        let Some(Ok(h)) = io.frame(d.addr, d.len).map(parse_ethernet) else {
+            io.free(d.addr);
+            return;
+        };
+        let g = self.entry_group(Group::RawOut);
+        if self.groups[g as usize].n == super::BATCH {
+            self.stats.add(Counter::TxNoFrame, 1);
+            io.free(d.addr);
+            return;
+        }
+        let out = self
+            .topo
+            .ports
+            .get(usize::from(port))
+            .map_or(IfName::NONE, |p| p.name);
+        let m = PacketMeta::arriving(&h, IfName::NONE, out, self.clock_ns);
+        let gb = &mut self.groups[g as usize];
+        gb.hop[gb.n] = hop;
+        gb.push(h, m, d, port, port);
+        self.local_pending = true;
+    }
+
+    /// Sends packet `i` of `g` out of `egress` in routed mode: its next hop resolved, its MACs
+    /// rewritten. False when the packet waits for ARP (or was dropped): the caller is done.
+    pub(super) fn resolve_out<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        g: Group,
+        i: usize,
+        egress: usize,
+    ) -> bool {
+        let Some(rt) = self.router() else {
+            return true;
+        };
+        let gb = &self.groups[g as usize];
+        let (d, hop, tag) = (gb.d[i], gb.hop[i], gb.frag[i]);
+        let now = self.clock_ns / 1_000_000;
+        let mut acts = std::mem::take(&mut self.neigh_acts);
+        let r = self
+            .neigh
+            .resolve(egress as u8, hop, now, &mut |a| acts.push(a));
+        let go = match r {
+            Resolved::Mac(mac) => {
+                rewrite_macs(io, d, mac, rt.ports[egress].mac);
+                true
+            }
+            Resolved::Pending(e) if tag == 0 => {
+                self.stats.add(Counter::NeighQueued, 1);
+                self.neigh.enqueue(e, d, &mut |a| acts.push(a));
+                false
+            }
+            Resolved::Pending(_) | Resolved::NoEntry => {
+                self.stats.add(Counter::NeighDropped, 1);
+                io.free(d.addr);
+                false
+            }
+        };
+        self.neigh_acts = acts;
+        self.run_neigh_actions(io, &rt);
+        go
+    }
+
+    /// Carries out what the neighbour cache asked for.
+    pub(super) fn run_neigh_actions<I: FrameIo>(&mut self, io: &mut I, rt: &Router) {
+        let acts = std::mem::take(&mut self.neigh_acts);
+        for a in acts.iter().copied() {
+            match a {
+                Action::Solicit { port, ip, to } => self.solicit(io, rt, port, ip, to),
+                Action::Send { port, mac, frame } => {
+                    if let Some(p) = rt.ports.get(usize::from(port)) {
+                        rewrite_macs(io, frame, mac, p.mac);
+                        self.stats.add(Counter::RoutedForwarded, 1);
+                        io.tx(usize::from(port), frame);
+                    } else {
+                        io.free(frame.addr);
+                    }
+                }
+                Action::Drop { frame, failed } => {
+                    self.stats.add(Counter::NeighDropped, 1);
+                    if failed {
+                        let kind = icmp::Repr::dst_unreachable(1, &[]);
+                        self.icmp_error_for(io, rt, frame, kind);
+                    }
+                    io.free(frame.addr);
+                }
+            }
+        }
+        let mut acts = acts;
+        acts.clear();
+        self.neigh_acts = acts;
+    }
+
+    /// An ARP request for `ip` out of `port` (broadcast, or unicast to `to`).
+    fn solicit<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        rt: &Router,
+        port: u8,
+        ip: u32,
+        to: Option<[u8; 6]>,
+    ) {
+        let Some(p) = rt.ports.get(usize::from(port)) else {
+            return;
+        };
+        let Some(src) = rt.select_addr(usize::from(port), ip) else {
+            return;
+        };
+        let msg = Arp {
+            op: arp::REQUEST,
+            sender_mac: p.mac,
+            sender_ip: src,
+            target_mac: to.unwrap_or([0; 6]),
+            target_ip: ip,
+        };
+        let mac = p.mac;
+        if let Ok(Some(f)) = io.alloc_frame(|out| msg.emit(to.unwrap_or([0xff; 6]), mac, out)) {
+            self.stats.add(Counter::ArpRequested, 1);
+            io.tx(usize::from(port), f);
+        }
+    }
+
+    /// An ARP frame arriving on `port` in routed mode: answered when it asks for one of the
+    /// box's addresses (`arp_ignore` 0: any of them, on any port), learnt from.
+    pub(super) fn arp_in<I: FrameIo>(&mut self, io: &mut I, port: usize, d: XdpDesc) {
+        let Some(rt) = self.router() else {
+            io.free(d.addr);
+            return;
+        };
+        self.stats.add(Counter::ArpIn, 1);
+        let msg = io.frame(d.addr, d.len).and_then(Arp::parse);
+        io.free(d.addr);
+        let (Some(msg), Some(p)) = (msg, rt.ports.get(port)) else {
+            return;
+        };
+        let for_us = rt.is_local(msg.target_ip);
+        let now = self.clock_ns / 1_000_000;
+        if msg.sender_ip != 0 && !rt.is_local(msg.sender_ip) {
+            let heard = Heard {
+                port: port as u8,
+                ip: msg.sender_ip,
+                mac: msg.sender_mac,
+                solicited: msg.op == arp::REPLY && for_us,
+                create: msg.op == arp::REQUEST && for_us,
+            };
+            let mut acts = std::mem::take(&mut self.neigh_acts);
+            self.neigh.learn(heard, now, &mut |a| acts.push(a));
+            self.neigh_acts = acts;
+            self.run_neigh_actions(io, &rt);
+        }
+        if msg.op == arp::REQUEST && for_us {
+            let reply = Arp {
+                op: arp::REPLY,
+                sender_mac: p.mac,
+                sender_ip: msg.target_ip,
+                target_mac: msg.sender_mac,
+                target_ip: msg.sender_ip,
+            };
+            let mac = p.mac;
+            if let Ok(Some(f)) = io.alloc_frame(|out| reply.emit(msg.sender_mac, mac, out)) {
+                self.stats.add(Counter::ArpReplied, 1);
+                io.tx(port, f);
+            }
+        }
+    }
+
+    /// Runs the neighbour timers (retransmissions, ageing, failures).
+    pub(super) fn neigh_tick<I: FrameIo>(&mut self, io: &mut I, now_ns: u64) {
+        let Some(rt) = self.router() else {
+            return;
+        };
+        if now_ns < self.neigh_next_tick {
+            return;
+        }
+        self.neigh_next_tick = now_ns + 10_000_000;
+        let mut acts = std::mem::take(&mut self.neigh_acts);
+        self.neigh.tick(now_ns / 1_000_000, &mut |a| acts.push(a));
+        self.neigh_acts = acts;
+        self.run_neigh_actions(io, &rt);
+    }
+}
+
+fn sender_now(_h: &classifier::packet::Headers, p: &Pipeline) -> u64 {
+    p.clock_ns
+}
+
+/// The Ethernet addresses of a frame leaving: to `dst` from `src`.
+fn rewrite_macs<I: FrameIo>(io: &mut I, d: XdpDesc, dst: [u8; 6], src: [u8; 6]) {
+    if let Some(f) = io.frame_mut(d.addr, d.len).and_then(|f| f.get_mut(..12)) {
+        f[..6].copy_from_slice(&dst);
+        f[6..12].copy_from_slice(&src);
+    }
+}
