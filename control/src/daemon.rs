@@ -142,6 +142,12 @@ fn load(config_path: &str) -> Result<(DaemonConfig, Ruleset), String> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| format!("cannot read {config_path}: {e}"))?;
     let cfg = daemon_config::parse(&text).map_err(|e| format!("{config_path}: {e}"))?;
+    if cfg.routed.is_some() {
+        return Err(format!(
+            "{config_path}: routed mode ([[port]]) runs in `pollwall replay` so far; the daemon's \
+             AF_XDP runtime bridges only"
+        ));
+    }
     let rs = load_rules(&cfg.rules)?;
     Ok((cfg, rs))
 }

@@ -74,6 +74,14 @@ struct Raw {
     #[serde(default)]
     bridge: Vec<RawBridge>,
     #[serde(default)]
+    port: Vec<crate::routed_config::RawPort>,
+    #[serde(default)]
+    route: Vec<crate::routed_config::RawRoute>,
+    #[serde(default)]
+    neighbor: Vec<crate::routed_config::RawNeighbor>,
+    #[serde(default)]
+    routes: Option<String>,
+    #[serde(default)]
     conntrack: Option<RawConntrack>,
 }
 
@@ -132,6 +140,8 @@ pub struct DaemonConfig {
     /// None: LOG lines go to stderr.
     pub log_file: Option<String>,
     pub dataplane: DataplaneConfig,
+    /// Routed mode (`[[port]]`, `[[route]]`, `[[neighbor]]`), when configured.
+    pub routed: Option<crate::routed_config::RoutedSpec>,
 }
 
 pub fn parse(text: &str) -> Result<DaemonConfig, String> {
@@ -209,13 +219,29 @@ pub fn parse(text: &str) -> Result<DaemonConfig, String> {
     if let Some(ct) = raw.conntrack {
         dp.conntrack = conntrack_config(ct)?;
     }
-    if dp.bridges.is_empty() {
-        return Err("no [[bridge]] with ports = [\"A\", \"B\"]".into());
+    let routed =
+        crate::routed_config::parse(raw.port, raw.route, raw.neighbor, raw.routes.as_deref())?;
+    if let Some(r) = &routed {
+        let bridged: Vec<&String> = dp.bridges.iter().flat_map(|(a, b)| [a, b]).collect();
+        if let Some(p) = r.ports.iter().find(|p| bridged.contains(&&p.name)) {
+            return Err(format!(
+                "port {} is both in a [[bridge]] and a [[port]]",
+                p.name
+            ));
+        }
+        if !dp.bridges.is_empty() {
+            return Err(
+                "[[bridge]] and routed [[port]]s in one configuration are not supported yet".into(),
+            );
+        }
+    } else if dp.bridges.is_empty() {
+        return Err("no [[bridge]] with ports = [\"A\", \"B\"] and no routed [[port]]".into());
     }
     Ok(DaemonConfig {
         rules: raw.rules,
         log_file: raw.log_file.filter(|f| f != "-"),
         dataplane: dp,
+        routed,
     })
 }
 
@@ -244,6 +270,43 @@ mod tests {
             parse("rules = \"r\"\nframe_size = 3000\n[[bridge]]\nports = [\"a\", \"b\"]\n")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn routed_ports_routes_and_neighbors() {
+        let c = parse(
+            "rules = \"r\"\n[[port]]\nname = \"ina\"\nmac = \"02:00:00:00:f0:0a\"\naddress = [\"10.255.1.1/24\"]\n\
+             [[port]]\nname = \"outb\"\nmac = \"02:00:00:00:f0:0b\"\naddress = [\"10.255.2.1/24\"]\nmtu = 1400\n\
+             [[route]]\nto = \"0.0.0.0/0\"\nvia = \"10.255.2.2\"\n[[neighbor]]\nip = \"10.255.2.2\"\nmac = \"02:00:00:00:0b:99\"\n",
+        )
+        .unwrap();
+        let r = c.routed.unwrap();
+        assert_eq!(r.ports.len(), 2);
+        assert_eq!(r.ports[1].mtu, 1400);
+        let rt = r.router().unwrap();
+        assert_eq!(
+            rt.lookup(0x0808_0808),
+            dataplane::route::Hop::Forward {
+                port: 1,
+                gateway: 0x0aff_0202
+            }
+        );
+        assert!(rt.is_local(0x0aff_0101));
+        assert_eq!(
+            rt.neighbors,
+            vec![(1, 0x0aff_0202, [2, 0, 0, 0, 0x0b, 0x99])]
+        );
+        let e = parse("rules = \"r\"\n[[port]]\nname = \"a\"\naddres = []\n").unwrap_err();
+        assert!(e.contains("addres"), "{e}");
+        let e = parse(
+            "rules = \"r\"\n[[port]]\nname = \"a\"\naddress = [\"10.0.0.1/24\"]\n[[route]]\nto = \"1.0.0.0/8\"\nvia = \"9.9.9.9\"\n",
+        )
+        .unwrap()
+        .routed
+        .unwrap()
+        .router()
+        .unwrap_err();
+        assert!(e.contains("mac"), "{e}");
     }
 
     #[test]

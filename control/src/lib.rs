@@ -19,5 +19,6 @@ pub mod names;
 pub mod replay;
 pub mod replay_config;
 pub mod restore;
+pub mod routed_config;
 pub mod sample;
 pub mod store;

@@ -295,6 +295,26 @@ pub(crate) fn drop_notes(stats: &dataplane::stats::StatsShard) -> String {
             ));
         }
     }
+    let routed = [
+        Counter::RouteNotForUs,
+        Counter::RouteUnreachable,
+        Counter::RouteTtlExceeded,
+        Counter::RouteFragNeeded,
+        Counter::RouteTooBig,
+        Counter::NeighDropped,
+        Counter::NatNoAddress,
+        Counter::NatFailed,
+        Counter::NatOifChanged,
+    ];
+    for c in routed {
+        let n = stats.get(c);
+        if n > 0 {
+            notes.push_str(&format!(
+                "pollwall replay: {n} frames dropped by routing or NAT: {}\n",
+                c.name()
+            ));
+        }
+    }
     let arp = stats.get(Counter::NonIpForwarded);
     if arp > 0 {
         notes.push_str(&format!(

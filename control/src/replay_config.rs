@@ -99,10 +99,24 @@ fn load_config(path: &Path) -> Result<DaemonConfig, String> {
     Ok(cfg)
 }
 
-/// Bridge ports in configuration order, each paired with its peer.
+/// Bridge ports in configuration order, each paired with its peer; or the routed ports, in
+/// configuration order, with their router.
 fn topology(cfg: &DaemonConfig) -> Result<(Topology, Vec<String>), String> {
     let mut names = Vec::new();
     let mut topo = Topology::default();
+    if let Some(spec) = &cfg.routed {
+        if spec.kernel_routes {
+            return Err("routes = \"kernel\" mirrors TAP twins: the daemon's, not replay's".into());
+        }
+        for (i, p) in spec.ports.iter().enumerate() {
+            let name = IfName::new(&p.name)
+                .ok_or_else(|| format!("interface name `{}' is too long", p.name))?;
+            topo.ports.push(Port { name, peer: i });
+            names.push(p.name.clone());
+        }
+        topo.router = Some(Arc::new(spec.router()?));
+        return Ok((topo, names));
+    }
     for (a, b) in &cfg.dataplane.bridges {
         for (n, peer) in [(a, names.len() + 1), (b, names.len())] {
             let name = IfName::new(n).ok_or_else(|| format!("interface name `{n}' is too long"))?;

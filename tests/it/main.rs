@@ -13,5 +13,6 @@ mod netns;
 mod pipeline;
 mod pipeline_stateful;
 mod replay;
+mod replay_routed;
 mod robustness;
 mod roundtrip;
