@@ -1,9 +1,11 @@
 //! One worker's batch pipeline (DESIGN.md §1), independent of the packet I/O backend:
 //! rx burst → parse every frame → steering → PREROUTING's raw table → connection tracking
-//! ([`track`]) → the rest of PREROUTING → routing decision (bridge mode: the box's own MAC →
-//! INPUT, else FORWARD) → FORWARD or INPUT → POSTROUTING → confirmation, each hook's group
-//! classified as one batch, then act on the verdicts → TX staging. The box's own frames (the
-//! TAP) take OUTPUT's raw table → tracking → the rest of OUTPUT → POSTROUTING.
+//! ([`track`]) → the rest of PREROUTING and its DNAT ([`nat`]) → routing decision (bridge mode:
+//! the box's own MAC → INPUT, else FORWARD; routed mode: the FIB, TTL and ICMP errors,
+//! [`routed`]) → FORWARD or INPUT → POSTROUTING and its SNAT → confirmation → next-hop
+//! resolution (routed) → TX staging, each hook's group classified as one batch. The box's own
+//! frames (the TAP, and the routing step's ICMP errors) take OUTPUT's raw table → tracking →
+//! the rest of OUTPUT → POSTROUTING.
 //!
 //! Frames move by descriptor: an accepted FORWARD frame is handed unchanged to the paired port,
 //! a dropped one goes back to the free list; REJECT builds its reply in a free frame and sends it

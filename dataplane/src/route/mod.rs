@@ -1,8 +1,14 @@
 //! The routing decision: its own step between PREROUTING and the FORWARD/INPUT hooks, as in
-//! netfilter. Bridge mode (today) decides by the destination MAC: the box's own (the TAP's) means
-//! INPUT, anything else is FORWARD out of the paired port, unchanged. A routed mode will decide
-//! here by an LPM lookup of the destination address (egress port and next hop), and rewrite the
-//! MACs and decrement the TTL after POSTROUTING accepts; nothing else in the pipeline changes.
+//! netfilter.
+//!
+//! - **Bridge mode** ([`decide`]) decides by the destination MAC: the box's own (the TAP's)
+//!   means INPUT, anything else is FORWARD out of the paired port, unchanged.
+//! - **Routed mode** ([`Router`], DESIGN.md §9) decides after PREROUTING (so after DNAT) by a
+//!   longest-prefix match of the destination in the [`fib`]: the ports' addresses and their
+//!   subnets' broadcasts are the box's (INPUT), each port's subnet is on-link, static routes
+//!   go via a gateway. The [`neigh`]bour cache (ARP, [`arp`]) resolves the next hop when the
+//!   packet leaves; the pipeline (`pipeline/routed.rs`) does the TTL, the ICMP errors and the
+//!   MAC rewrite.
 
 pub mod arp;
 pub mod fib;
