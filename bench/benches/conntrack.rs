@@ -75,7 +75,7 @@ fn established(n: u32, max: u32) -> Tracker {
     for i in 0..n {
         let (h, ip) = segment(i, false, 0x02, 1000, 0);
         let (o, _) = tr.track(&h, &ip, true);
-        tr.confirm(&o);
+        let _ = tr.confirm(&o);
         let (h, ip) = segment(i, true, 0x12, 5000, 1001);
         tr.track(&h, &ip, true);
         let (h, ip) = segment(i, false, 0x10, 1001, 5001);
@@ -221,7 +221,7 @@ fn bench_new(c: &mut Criterion) {
             |tr| {
                 for (h, ip) in &syns {
                     let (o, _) = tr.track(h, ip, true);
-                    tr.confirm(&o);
+                    let _ = tr.confirm(&o);
                 }
                 assert_eq!(tr.table.len(), N as usize);
             },
@@ -250,7 +250,7 @@ fn bench_syn_flood(c: &mut Criterion) {
     while (tr.table.len() as u32) < MAX {
         let (h, ip) = &flood[k];
         let (o, _) = tr.track(h, ip, true);
-        tr.confirm(&o);
+        let _ = tr.confirm(&o);
         k += 1;
     }
     let _ = next_syn;
@@ -272,7 +272,7 @@ fn bench_syn_flood(c: &mut Criterion) {
                 if o == Outcome::Drop {
                     dropped += 1;
                 }
-                tr.confirm(&o);
+                let _ = tr.confirm(&o);
                 let (h, ip) = &live[at];
                 at = (at + 1) % live.len();
                 black_box(tr.track(h, ip, true));

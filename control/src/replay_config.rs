@@ -229,11 +229,12 @@ fn run(args: &[String]) -> Result<(String, String), String> {
 
 /// The dataplane counters a frame's fate shows in.
 #[derive(Clone, Copy)]
-struct Snapshot([u64; 9]);
+struct Snapshot([u64; 11]);
 
-const FATES: [(Counter, &str); 9] = [
+const FATES: [(Counter, &str); 11] = [
     (Counter::Forwarded, "ACCEPT"),
     (Counter::LocalIn, "ACCEPT"),
+    (Counter::LocalNoTap, "ACCEPT"),
     (Counter::NonIpForwarded, "ACCEPT(non-ip)"),
     (Counter::RejectSent, "REJECT"),
     (Counter::DropRule, "DROP"),
@@ -241,6 +242,7 @@ const FATES: [(Counter, &str); 9] = [
     (Counter::DefragHeld, "HELD(fragment)"),
     (Counter::CtTableFull, "DROP(table-full)"),
     (Counter::CtHelperDrop, "DROP(helper)"),
+    (Counter::CtInsertFailed, "DROP(clash)"),
 ];
 
 impl Snapshot {

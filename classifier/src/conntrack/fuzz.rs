@@ -161,7 +161,7 @@ fn run(steps: &[Step]) {
             super::connlimit::count_packet(&mut groups, 0, &m, &h, &meta, Some(&tr.table));
             if s.keep {
                 let _ = tr.help(&h, &ip, &o);
-                tr.confirm(&o);
+                let _ = tr.confirm(&o);
             } else {
                 tr.abort(&o);
             }

@@ -31,7 +31,7 @@ pub mod udp;
 pub use config::{CtConfig, TimeoutError, Timeouts};
 pub use conn::{status, Conn, ProtoState};
 pub use expect::{ExpectError, Expectations, Pending};
-pub use table::{ConnId, Dir, Table, TableStats};
+pub use table::{Clash, ConnId, Dir, Table, TableStats};
 pub use track::{CtKind, Outcome, TrackStats};
 pub use tuple::Tuple;
 
@@ -84,6 +84,7 @@ impl Tracker {
 
     /// Moves the clock (call once per batch, before tracking it).
     pub fn set_clock(&mut self, now_ns: u64) {
+        self.table.reap_dying();
         self.table.set_clock(now_ns);
     }
 
@@ -119,10 +120,11 @@ impl Tracker {
         };
         let o = track::track(cx, &p, template.helper, &mut kill);
         let mut info = self.info(&o);
-        if let (true, Outcome::Conn { id, .. }) = (kill, o) {
-            self.table.kill(id);
+        if let (true, Outcome::Conn { id, dir, kind, .. }) = (kill, o) {
+            // Gone from the table now, but this packet keeps it (its NAT binding applies).
+            self.table.kill_later(id);
             info.conn = None;
-            return (Outcome::Ended, info);
+            return (Outcome::Ended { id, dir, kind }, info);
         }
         (o, info)
     }
@@ -222,12 +224,19 @@ impl Tracker {
     }
 
     /// The packet with outcome `o` survived the hooks: a connection it made is confirmed.
-    pub fn confirm(&mut self, o: &Outcome) {
-        if let Outcome::Conn {
-            id, created: true, ..
-        } = *o
-        {
-            self.table.confirm(id);
+    /// [`Clash`] when its tuple is taken: the connection is gone and the packet must be dropped.
+    pub fn confirm(&mut self, o: &Outcome) -> Result<(), Clash> {
+        match *o {
+            Outcome::Conn {
+                id, created: true, ..
+            } => {
+                let r = self.table.confirm(id);
+                if r.is_err() {
+                    self.helper_state.remove(&id);
+                }
+                r
+            }
+            _ => Ok(()),
         }
     }
 

@@ -65,6 +65,10 @@ pub struct Found {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableFull;
 
+/// A connection could not be confirmed: another one holds its reply tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clash;
+
 /// Event counters of one table (`conntrack -S`'s fields where they exist).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableStats {
@@ -78,6 +82,9 @@ pub struct TableStats {
     pub expired: u64,
     /// Unconfirmed entries freed with their packet.
     pub aborted: u64,
+    /// Confirmations refused because another connection holds one of the tuples
+    /// (`insert_failed`; their packets are dropped).
+    pub insert_failed: u64,
 }
 
 const NIL: u32 = u32::MAX;
@@ -100,6 +107,8 @@ pub struct Table {
     index: HashTable<u32>,
     /// Connections with a source manip, by original source (see [`nat`]).
     bysource: HashTable<u32>,
+    /// Killed while their packet is in flight (see [`Table::kill_later`]).
+    dying: Vec<u32>,
     hasher: foldhash::fast::FixedState,
     wheel: Box<[u32; WHEEL_SLOTS]>,
     /// The next tick the wheel has not processed yet.
@@ -134,6 +143,7 @@ impl Table {
             free: NIL,
             index: HashTable::with_capacity(2 * max as usize),
             bysource: HashTable::with_capacity(max as usize),
+            dying: Vec::with_capacity(256),
             hasher: foldhash::fast::FixedState::with_seed(seed),
             wheel: Box::new([NIL; WHEEL_SLOTS]),
             wheel_tick: 0,
@@ -306,16 +316,41 @@ impl Table {
     }
 
     /// Confirms `id` (its packet survived the hooks): CONFIRMED, and its timeout starts now.
-    pub fn confirm(&mut self, id: ConnId) {
+    /// Refused with [`Clash`] when another live connection already holds `id`'s reply tuple
+    /// (NAT found no unique one, as for GRE without keys or an exhausted range): `id` is freed
+    /// and its packet must be dropped, as `__nf_conntrack_confirm` does.
+    ///
+    /// The kernel's clash resolution (`nf_ct_resolve_clash`) could merge the two only when both
+    /// tuples are equal, a race between CPUs; here every packet is looked up against the
+    /// entries before it, so such a twin is never made and the clash always drops.
+    pub fn confirm(&mut self, id: ConnId) -> Result<(), Clash> {
+        if self.slab[id as usize].status & status::CONFIRMED != 0 {
+            return Ok(());
+        }
+        let reply = self.slab[id as usize].tuple[1];
+        if self.held_by_other(&reply, id) {
+            self.remove(id);
+            self.stats.insert_failed += 1;
+            return Err(Clash);
+        }
         let now = self.now_ms;
         let c = &mut self.slab[id as usize];
-        if c.status & status::CONFIRMED != 0 {
-            return;
-        }
         c.status |= status::CONFIRMED;
         c.expires = now.wrapping_add(c.expires);
         self.stats.inserted += 1;
         self.wheel_insert(id);
+        Ok(())
+    }
+
+    /// Whether a confirmed, unexpired connection other than `me` has `t` as one of its tuples.
+    fn held_by_other(&self, t: &Tuple, me: ConnId) -> bool {
+        self.index.iter_hash(self.hash(t)).any(|&v| {
+            let c = &self.slab[(v >> 1) as usize];
+            v >> 1 != me
+                && c.tuple[(v & 1) as usize] == *t
+                && c.status & status::CONFIRMED != 0
+                && !ms_reached(self.now_ms, c.expires)
+        })
     }
 
     /// Frees unconfirmed `id` (its packet was dropped before confirmation).
@@ -353,6 +388,36 @@ impl Table {
     /// Removes `id` now (`nf_ct_kill`).
     pub fn kill(&mut self, id: ConnId) {
         self.remove(id);
+    }
+
+    /// `nf_ct_kill` of the connection of the packet being handled: out of the index and the
+    /// wheel now (no lookup finds it, no listing shows it), its entry kept for that packet
+    /// until [`Self::reap_dying`] (the next batch) frees it.
+    pub fn kill_later(&mut self, id: ConnId) {
+        if self.dying.len() == self.dying.capacity() {
+            self.remove(id);
+            return;
+        }
+        let c = self.slab[id as usize];
+        if c.status & status::CONFIRMED != 0 {
+            self.wheel_unlink(id);
+        }
+        for (dir, t) in c.tuple.iter().enumerate() {
+            let want = id << 1 | dir as u32;
+            if let Ok(e) = self.index.find_entry(self.hash(t), |&v| v == want) {
+                e.remove();
+            }
+        }
+        let c = &mut self.slab[id as usize];
+        c.status = (c.status & !status::CONFIRMED) | status::DYING;
+        self.dying.push(id);
+    }
+
+    /// Frees the entries [`Self::kill_later`] kept.
+    pub fn reap_dying(&mut self) {
+        while let Some(id) = self.dying.pop() {
+            self.remove(id);
+        }
     }
 
     fn remove(&mut self, id: ConnId) {

@@ -47,9 +47,10 @@ pub enum Outcome {
         kind: CtKind,
         created: bool,
     },
-    /// The packet belonged to a connection that ended with it (a TCP reset before any reply):
-    /// its facts were taken, the entry is gone.
-    Ended,
+    /// The packet belonged to connection `id`, which ended with it (a TCP reset before any
+    /// reply): its facts were taken and it is out of the table, but its entry stays readable
+    /// (its NAT binding) until the next batch ([`super::Table::kill_later`]).
+    Ended { id: ConnId, dir: Dir, kind: CtKind },
     /// Drop the packet: the table is full and nothing could be evicted.
     Drop,
     /// An earlier packet, not yet through the hooks, made the connection this packet belongs

@@ -137,7 +137,7 @@ impl Rig {
     }
 
     fn confirm(&mut self, id: ConnId) {
-        self.tr.table.confirm(id);
+        self.tr.table.confirm(id).expect("no clash in these tests");
     }
 
     /// SNAT (or DNAT) a new connection at `range`, then the other manip's null binding, then
@@ -343,4 +343,42 @@ fn jhash2_matches_the_kernels() {
     assert_eq!(choose::jhash2(&[1, 2, 3], 7), 0xfbd6_12ad);
     assert_eq!(choose::jhash2(&[0xdead_beef, 5], 0), 0xc065_72d0);
     assert_eq!(choose::jhash2(&[], 0), 0xdead_beef);
+}
+
+/// A GRE datagram without keys (version 0): NAT cannot move it to another "port".
+fn gre(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    build::ipv4(
+        ipv4::Repr::new(src, dst, IpProtocol(47), 0, 64),
+        &[0, 0, 8, 0, 1, 2, 3, 4],
+    )
+}
+
+#[test]
+fn a_taken_reply_tuple_fails_confirmation_and_frees_the_connection() {
+    let mut r = Rig::new();
+    let first = r.bind(&gre(A, S), onto(N), Manip::Src);
+    assert_eq!(first.dst, u32::from(N));
+    let id = r.new_conn(&gre(B, S));
+    assert_eq!(r.tr.nat_null_binding(id, Manip::Dst), Setup::Done);
+    assert_eq!(r.tr.nat_setup(id, &onto(N), Manip::Src), Setup::Done);
+    assert_eq!(
+        r.tr.table.get(id).tuple[1],
+        first,
+        "no other tuple to choose"
+    );
+    let before = r.tr.table.len();
+    assert_eq!(r.tr.table.confirm(id), Err(crate::conntrack::Clash));
+    assert_eq!(r.tr.table.len(), before - 1, "the loser is freed");
+    assert_eq!(r.tr.table.stats.insert_failed, 1);
+    // The winner is untouched and still found by its reply.
+    let reply = gre(S, N);
+    let h = crate::wire::parse_ipv4(&reply).unwrap();
+    assert!(matches!(
+        r.tr.track(&h, &reply, true).0,
+        Outcome::Conn {
+            dir: Dir::Reply,
+            created: false,
+            ..
+        }
+    ));
 }

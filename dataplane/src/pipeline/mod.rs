@@ -780,12 +780,15 @@ impl Pipeline {
                     io.free(d.addr);
                     return;
                 }
-                if let (Some(tap), Some(f)) = (&self.tap, io.frame(d.addr, d.len)) {
-                    if tap.write(f).is_ok() {
-                        self.stats.add(Counter::LocalIn, 1);
-                    } else {
-                        self.stats.add(Counter::TapErrors, 1);
+                match (&self.tap, io.frame(d.addr, d.len)) {
+                    (Some(tap), Some(f)) => {
+                        if tap.write(f).is_ok() {
+                            self.stats.add(Counter::LocalIn, 1);
+                        } else {
+                            self.stats.add(Counter::TapErrors, 1);
+                        }
                     }
+                    _ => self.stats.add(Counter::LocalNoTap, 1),
                 }
                 io.free(d.addr);
             }

@@ -38,8 +38,11 @@ impl Pipeline {
         let manip = Manip::of_hook(hook);
         let gb = &self.groups[g as usize];
         let (o, h, d) = (gb.ct[i], gb.h[i], gb.d[i]);
-        let Outcome::Conn { id, dir, kind, .. } = o else {
-            return true;
+        let (id, dir, kind) = match o {
+            Outcome::Conn { id, dir, kind, .. } | Outcome::Ended { id, dir, kind } => {
+                (id, dir, kind)
+            }
+            _ => return true,
         };
         let icmp_error = kind == CtKind::Related
             && h.proto == proto::ICMP

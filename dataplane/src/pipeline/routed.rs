@@ -58,13 +58,9 @@ impl Pipeline {
             io.free(d.addr);
         };
         match hop {
-            Hop::Local | Hop::Broadcast => {
-                if self.tap.is_some() {
-                    self.pass(Group::Pre, i, Group::Input, mark);
-                } else {
-                    drop(self, io, Counter::DropNoRoute);
-                }
-            }
+            // INPUT runs whether or not a TAP takes the packet afterwards (as the kernel's
+            // INPUT runs before the socket lookup).
+            Hop::Local | Hop::Broadcast => self.pass(Group::Pre, i, Group::Input, mark),
             Hop::Unreachable => {
                 self.icmp_error_for(io, &rt, d, icmp::Repr::dst_unreachable(0, &[]));
                 drop(self, io, Counter::RouteUnreachable);

@@ -127,21 +127,24 @@ impl Pipeline {
     }
 
     /// Settles the connection packet `i` of group `g` made: confirmed when the packet
-    /// `survived` the hooks, freed when it did not.
-    pub(super) fn settle(&mut self, g: Group, i: usize, survived: bool) {
+    /// `survived` the hooks, freed when it did not. False when confirmation failed (another
+    /// connection holds its reply tuple): the packet must be dropped.
+    pub(super) fn settle(&mut self, g: Group, i: usize, survived: bool) -> bool {
         let o = self.groups[g as usize].ct[i];
         let Some(ct) = self.st.ct.as_mut() else {
-            return;
+            return true;
         };
-        if survived {
-            ct.confirm(&o);
+        let confirmed = if survived {
+            ct.confirm(&o).is_ok()
         } else {
             ct.abort(&o);
-        }
+            true
+        };
         // Settled once: a packet that goes on (a copy) must not settle it again.
         if let Outcome::Conn { created, .. } = &mut self.groups[g as usize].ct[i] {
             *created = false;
         }
+        confirmed
     }
 
     /// The last step before packet `i` of `g` leaves or is delivered: the connection's helper
@@ -161,7 +164,10 @@ impl Pipeline {
                 return false;
             }
         }
-        self.settle(g, i, true);
+        if !self.settle(g, i, true) {
+            self.stats.add(Counter::CtInsertFailed, 1);
+            return false;
+        }
         true
     }
 

@@ -31,6 +31,8 @@
 //! `classifier::wire` emit APIs once they exist.
 
 pub(crate) mod gen;
+mod nat_gen;
+mod routed_nat;
 mod stateful;
 mod stateful_apps;
 mod stateful_gen;

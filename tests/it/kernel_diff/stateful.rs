@@ -46,13 +46,13 @@ const REGRESSION_SEEDS: &[u64] = &[
 const RULESETS: usize = 20;
 const FRAMES: usize = 210;
 
-const MAC_A: [u8; 6] = [0x02, 0x70, 0x77, 0, 1, 0xa0];
-const MAC_FW0: [u8; 6] = [0x02, 0x70, 0x77, 0, 1, 0xf0];
-const MAC_FW1: [u8; 6] = [0x02, 0x70, 0x77, 0, 1, 0xf1];
-const MAC_B: [u8; 6] = [0x02, 0x70, 0x77, 0, 1, 0xb0];
+pub(super) const MAC_A: [u8; 6] = [0x02, 0x70, 0x77, 0, 1, 0xa0];
+pub(super) const MAC_FW0: [u8; 6] = [0x02, 0x70, 0x77, 0, 1, 0xf0];
+pub(super) const MAC_FW1: [u8; 6] = [0x02, 0x70, 0x77, 0, 1, 0xf1];
+pub(super) const MAC_B: [u8; 6] = [0x02, 0x70, 0x77, 0, 1, 0xb0];
 const IF_A: &str = "pwsa0";
-const IF_FW0: &str = "pwsf0";
-const IF_FW1: &str = "pwsf1";
+pub(super) const IF_FW0: &str = "pwsf0";
+pub(super) const IF_FW1: &str = "pwsf1";
 const IF_B: &str = "pwsb0";
 
 fn mac_str(m: [u8; 6]) -> String {
@@ -62,7 +62,7 @@ fn mac_str(m: [u8; 6]) -> String {
         .join(":")
 }
 
-struct Rig {
+pub(super) struct Rig {
     a: Netns,
     fw: Netns,
     b: Netns,
@@ -71,11 +71,12 @@ struct Rig {
 }
 
 impl Rig {
-    fn new() -> Rig {
+    /// The three namespaces, named with `tag` (tests running at once use their own).
+    pub(super) fn new(tag: &str) -> Rig {
         let pid = std::process::id();
-        let a = Netns::new(&format!("pwks-a-{pid}")).expect("netns a");
-        let fw = Netns::new(&format!("pwks-fw-{pid}")).expect("netns fw");
-        let b = Netns::new(&format!("pwks-b-{pid}")).expect("netns b");
+        let a = Netns::new(&format!("pw{tag}-a-{pid}")).expect("netns a");
+        let fw = Netns::new(&format!("pw{tag}-fw-{pid}")).expect("netns fw");
+        let b = Netns::new(&format!("pw{tag}-b-{pid}")).expect("netns b");
         for ns in [&a, &fw, &b] {
             for k in ["all", "default"] {
                 ns.sysctl(&format!("net.ipv6.conf.{k}.disable_ipv6"), "1");
@@ -120,7 +121,7 @@ impl Rig {
         }
     }
 
-    fn load(&self, rules: &str) {
+    pub(super) fn load(&self, rules: &str) {
         let _ = self.fw.exec("conntrack", &["-F"]);
         let out = self
             .fw
@@ -168,7 +169,11 @@ impl Rig {
     /// skips its garbage collection for a second packet within one jiffy, and which jiffy a
     /// frame lands in is the kernel's business down to microseconds).
     /// Also returns what fw sent to a and to b (IPv4 frames each side received).
-    fn send(&self, frames: &[(Side, Vec<u8>)], tick_apart: bool) -> (Vec<u64>, SentBySide) {
+    pub(super) fn send(
+        &self,
+        frames: &[(Side, Vec<u8>)],
+        tick_apart: bool,
+    ) -> (Vec<u64>, SentBySide) {
         let mut times = Vec::with_capacity(frames.len());
         let mut got: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
         std::thread::scope(|sc| {
@@ -233,17 +238,17 @@ impl Rig {
         (times, got)
     }
 
-    fn save(&self) -> String {
+    pub(super) fn save(&self) -> String {
         self.fw.exec_ok("iptables-legacy-save", &["-c"])
     }
 
-    fn conntrack(&self) -> Vec<String> {
+    pub(super) fn conntrack(&self) -> Vec<String> {
         let out = self.fw.exec("conntrack", &["-L"]);
         normalize_ct(&String::from_utf8_lossy(&out.stdout))
     }
 }
 
-fn now_ns() -> u64 {
+pub(super) fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -325,23 +330,26 @@ fn normalize_ct(text: &str) -> Vec<String> {
 }
 
 /// `:CHAIN POLICY [p:b]` and `[p:b] -A ...` lines of the raw, filter and mangle tables.
-fn counter_lines(save: &str) -> Vec<String> {
+pub(super) fn counter_lines(save: &str) -> Vec<String> {
+    counter_lines_of(save, &["filter", "mangle", "raw"])
+}
+
+/// `:CHAIN POLICY [p:b]` and `[p:b] -A ...` lines of `tables`.
+pub(super) fn counter_lines_of(save: &str, tables: &[&str]) -> Vec<String> {
     let mut table = String::new();
     let mut out = Vec::new();
     for l in save.lines() {
         let l = l.trim_end();
         if let Some(t) = l.strip_prefix('*') {
             table = t.to_string();
-        } else if (table == "filter" || table == "mangle" || table == "raw")
-            && (l.starts_with(':') || l.starts_with('['))
-        {
+        } else if tables.contains(&table.as_str()) && (l.starts_with(':') || l.starts_with('[')) {
             out.push(format!("{table} {l}"));
         }
     }
     out
 }
 
-fn frame(side: Side, ip: &[u8]) -> Vec<u8> {
+pub(super) fn frame(side: Side, ip: &[u8]) -> Vec<u8> {
     let (dst, src) = match side {
         Side::A => (MAC_FW0, MAC_A),
         Side::B => (MAC_FW1, MAC_B),
@@ -350,21 +358,24 @@ fn frame(side: Side, ip: &[u8]) -> Vec<u8> {
 }
 
 /// Frames sent towards a and towards b.
-type SentBySide = [Vec<Vec<u8>>; 2];
+pub(super) type SentBySide = [Vec<Vec<u8>>; 2];
 
-/// pollwall's counters, connection table and transmitted frames for the same frames.
-fn replay(
+/// The replay's configuration in bridge mode (fw's two ports paired).
+fn bridge_config() -> String {
+    format!("rules = \"rules.v4\"\n\n[[bridge]]\nports = [\"{IF_FW0}\", \"{IF_FW1}\"]\n")
+}
+
+/// pollwall's counters, connection table and transmitted frames for the same frames, with
+/// `config` as its configuration (rules in `rules.v4` beside it).
+pub(super) fn replay(
     dir: &std::path::Path,
+    config: &str,
     rules: &str,
     frames: &[(Side, Vec<u8>)],
     times: &[u64],
 ) -> Result<(String, Vec<String>, SentBySide), String> {
     std::fs::write(dir.join("rules.v4"), rules).expect("write rules");
-    std::fs::write(
-        dir.join("fw.toml"),
-        format!("rules = \"rules.v4\"\n\n[[bridge]]\nports = [\"{IF_FW0}\", \"{IF_FW1}\"]\n"),
-    )
-    .expect("write config");
+    std::fs::write(dir.join("fw.toml"), config).expect("write config");
     let mut w = PcapNgOut::new(Vec::new(), &[IF_FW0, IF_FW1]).expect("pcapng");
     for ((side, f), t) in frames.iter().zip(times) {
         w.write(u32::from(*side == Side::B), *t, f).expect("frame");
@@ -428,12 +439,18 @@ fn sent_diff(side: &str, kernel: &[Vec<u8>], ours: &[Vec<u8>]) -> String {
         kernel.iter().map(|f| sent_form(f)).collect(),
         ours.iter().map(|f| sent_form(f)).collect(),
     );
+    first_difference(side, &k, &o)
+}
+
+/// Where two sequences of frames (in a comparable form) first differ, as a report line; empty
+/// when they agree.
+pub(super) fn first_difference(side: &str, k: &[String], o: &[String]) -> String {
     if k == o {
         return String::new();
     }
     let at = k
         .iter()
-        .zip(&o)
+        .zip(o)
         .position(|(a, b)| a != b)
         .unwrap_or(k.len().min(o.len()));
     format!(
@@ -445,7 +462,7 @@ fn sent_diff(side: &str, kernel: &[Vec<u8>], ours: &[Vec<u8>]) -> String {
     )
 }
 
-fn diff_lines(what: &str, kernel: &[String], ours: &[String]) -> String {
+pub(super) fn diff_lines(what: &str, kernel: &[String], ours: &[String]) -> String {
     let mut d = String::new();
     for l in kernel.iter().filter(|l| !ours.contains(l)) {
         d.push_str(&format!("  {what} kernel only:   {l}\n"));
@@ -473,7 +490,7 @@ fn run_seed(rig: &Rig, dir: &std::path::Path, seed: u64, rulesets: usize) -> Vec
         if std::env::var_os("STATEFUL_DIFF_DUMP").is_some() {
             eprintln!("--- seed {seed} ruleset {k}: kernel counters\n{ksave}");
         }
-        match replay(dir, &rules, &frames, &times) {
+        match replay(dir, &bridge_config(), &rules, &frames, &times) {
             Err(e) => failures.push(format!("seed {seed} ruleset {k}: replay failed: {e}")),
             Ok((osave, oct, osent)) => {
                 let d = diff_lines("counters", &counter_lines(&ksave), &counter_lines(&osave))
@@ -514,7 +531,7 @@ fn kernel_differential_stateful() {
         .unwrap_or_else(now_ns);
     eprintln!("stateful kernel differential: seed {fresh} (STATEFUL_DIFF_SEED={fresh} repeats it)");
     let started = Instant::now();
-    let rig = Rig::new();
+    let rig = Rig::new("ks");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut failures = Vec::new();
     for &seed in REGRESSION_SEEDS {

@@ -137,7 +137,7 @@ pub(super) fn ends(rng: &mut Rng, client_side: Side) -> (Ipv4Addr, Ipv4Addr) {
     (addr(rng, cn), addr(rng, sn))
 }
 
-fn tcp_conversation(rng: &mut Rng, port: u16) -> Vec<Step> {
+pub(super) fn tcp_conversation(rng: &mut Rng, port: u16) -> Vec<Step> {
     let client_side = if rng.pct(75) { Side::A } else { Side::B };
     let (c, s) = ends(rng, client_side);
     let t = Tcp {
@@ -269,7 +269,7 @@ pub(super) fn udp_payload_step(
     }
 }
 
-fn icmp_step(side: Side, src: Ipv4Addr, dst: Ipv4Addr, mut msg: Vec<u8>) -> Step {
+pub(super) fn icmp_step(side: Side, src: Ipv4Addr, dst: Ipv4Addr, mut msg: Vec<u8>) -> Step {
     msg[2] = 0;
     msg[3] = 0;
     let c = !classifier::wire::checksum::data(&msg);
@@ -282,7 +282,7 @@ fn icmp_step(side: Side, src: Ipv4Addr, dst: Ipv4Addr, mut msg: Vec<u8>) -> Step
     }
 }
 
-fn udp_conversation(rng: &mut Rng, port: u16) -> Vec<Step> {
+pub(super) fn udp_conversation(rng: &mut Rng, port: u16) -> Vec<Step> {
     let cs = if rng.pct(75) { Side::A } else { Side::B };
     let (c, s) = ends(rng, cs);
     let sp = [53, 123, 5353][rng.below(3) as usize];
@@ -305,7 +305,7 @@ fn udp_conversation(rng: &mut Rng, port: u16) -> Vec<Step> {
     v
 }
 
-fn icmp_conversation(rng: &mut Rng, id: u16) -> Vec<Step> {
+pub(super) fn icmp_conversation(rng: &mut Rng, id: u16) -> Vec<Step> {
     let cs = if rng.pct(75) { Side::A } else { Side::B };
     let (c, s) = ends(rng, cs);
     let echo = |t: u8| {
@@ -324,7 +324,7 @@ fn icmp_conversation(rng: &mut Rng, id: u16) -> Vec<Step> {
     }
 }
 
-fn other_protocol(rng: &mut Rng) -> Vec<Step> {
+pub(super) fn other_protocol(rng: &mut Rng) -> Vec<Step> {
     let cs = if rng.pct(75) { Side::A } else { Side::B };
     let (c, s) = ends(rng, cs);
     let (proto, body): (u8, &[u8]) = if rng.pct(50) {
