@@ -31,6 +31,7 @@
 //! `classifier::wire` emit APIs once they exist.
 
 pub(crate) mod gen;
+mod nat_clash;
 mod nat_gen;
 mod routed_nat;
 mod stateful;

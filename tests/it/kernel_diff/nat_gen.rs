@@ -10,10 +10,12 @@
 //! Conversations are the stateful ones, made consistent with the plan: the B side answers a
 //! source-NATed client at its translated address (the port is kept: each conversation has its
 //! own), ICMP errors from the B side quote the translated datagram, and forwarded services
-//! are reached at the firewall's B address and answered by their real server. ftp and tftp
+//! are reached at the firewall's B address and answered by their real server. Clients that
+//! clash on their source port come from [`super::nat_clash`]. ftp and tftp
 //! are left out while their NAT helpers are not ported.
 
 use super::gen::Rng;
+use super::nat_clash::{clash_conversations, clash_nat, translate, ClashNat};
 use super::stateful_gen::{
     icmp_conversation, other_protocol, tcp_conversation, udp_conversation, udp_step, Side, Step,
     Tcp, F, K, P, S,
@@ -64,6 +66,8 @@ pub struct Forward {
 pub struct NatPlan {
     pub snat: Option<SourceNat>,
     pub forwards: Vec<Forward>,
+    /// Clients clashing on their source port ([`super::nat_clash`]).
+    pub clash: Option<ClashNat>,
 }
 
 fn source_nat(rng: &mut Rng) -> Option<SourceNat> {
@@ -120,12 +124,14 @@ fn forwards(rng: &mut Rng) -> Vec<Forward> {
     v
 }
 
-/// A random NAT ruleset: the stateful one with a nat table; its plan.
-pub fn ruleset(rng: &mut Rng) -> (String, NatPlan) {
+/// A random NAT ruleset: the stateful one with a nat table; its plan. What came later to the
+/// generator draws from `later` so that older seeds keep making the same rulesets.
+pub fn ruleset(rng: &mut Rng, later: &mut Rng) -> (String, NatPlan) {
     let mut text = super::stateful_gen::ruleset(rng);
     let plan = NatPlan {
         snat: source_nat(rng),
         forwards: forwards(rng),
+        clash: clash_nat(later),
     };
     // fw's own stack stays out of it: what reaches INPUT (a packet for fw's address that NAT
     // did not take, being INVALID or untracked) is counted and dropped on both sides, so the
@@ -135,7 +141,7 @@ pub fn ruleset(rng: &mut Rng) -> (String, NatPlan) {
         ":ct_check - [0:0]\n-A INPUT -j DROP\n",
         1,
     );
-    if plan.snat.is_some() {
+    if plan.snat.is_some() || plan.clash.is_some() {
         // Replies go to the translated address, which is fw's own for MASQUERADE: the
         // connection must exist, or they would reach fw's stack (whose answers no replay
         // has). So what the A side opens toward B is tracked and let through.
@@ -160,6 +166,9 @@ pub fn ruleset(rng: &mut Rng) -> (String, NatPlan) {
     for f in &plan.forwards {
         text.push_str(&f.rule);
     }
+    if let Some(c) = &plan.clash {
+        text.push_str(&c.rule);
+    }
     if let Some(s) = &plan.snat {
         text.push_str(&s.rule);
     }
@@ -169,15 +178,54 @@ pub fn ruleset(rng: &mut Rng) -> (String, NatPlan) {
 
 /// `ip` with its source or destination replaced and every checksum recomputed.
 fn readdress(ip: &[u8], src: Option<Ipv4Addr>, dst: Option<Ipv4Addr>) -> Vec<u8> {
-    let mut d = ip.to_vec();
-    if let Some(a) = src {
-        d[12..16].copy_from_slice(&a.octets());
+    let keep = |a: Option<Ipv4Addr>, at: usize| a.map(|a| (a, port_at(ip, at)));
+    readdress_ports(ip, keep(src, 0), keep(dst, 2))
+}
+
+/// The TCP or UDP port at `off` in the transport header (0 for other protocols).
+fn port_at(ip: &[u8], off: usize) -> u16 {
+    let at = usize::from(ip[0] & 15) * 4 + off;
+    match ip[9] {
+        6 | 17 if ip.len() >= at + 2 => u16::from_be_bytes([ip[at], ip[at + 1]]),
+        _ => 0,
     }
-    if let Some(a) = dst {
-        d[16..20].copy_from_slice(&a.octets());
+}
+
+/// `ip` with its source or destination address and port replaced (ports only for TCP and
+/// UDP) and every checksum recomputed.
+pub fn readdress_ports(
+    ip: &[u8],
+    src: Option<(Ipv4Addr, u16)>,
+    dst: Option<(Ipv4Addr, u16)>,
+) -> Vec<u8> {
+    let mut d = ip.to_vec();
+    let hl = usize::from(d[0] & 15) * 4;
+    let ports = matches!(d[9], 6 | 17) && d.len() >= hl + 4;
+    for (end, at, off) in [(src, 12, 0), (dst, 16, 2)] {
+        if let Some((a, p)) = end {
+            d[at..at + 4].copy_from_slice(&a.octets());
+            if ports {
+                d[hl + off..hl + off + 2].copy_from_slice(&p.to_be_bytes());
+            }
+        }
     }
     fix_checksums(&mut d);
     d
+}
+
+/// An ICMP error about a source-NATed flow as its server sends it: to the translated
+/// client `to`, quoting the datagram it received (from `to`).
+pub fn error_to(ip: &[u8], to: (Ipv4Addr, u16)) -> Vec<u8> {
+    let hl = usize::from(ip[0] & 15) * 4;
+    let inner = readdress_ports(&ip[hl + 8..], Some(to), None);
+    let mut m = ip[hl..hl + 8].to_vec();
+    m.extend_from_slice(&inner);
+    m[2..4].fill(0);
+    let c = classifier::nat::csum::sum_from_scratch(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut d = ip[..hl].to_vec();
+    d.extend_from_slice(&m);
+    readdress(&d, None, Some(to.0))
 }
 
 fn fix_checksums(d: &mut [u8]) {
@@ -230,15 +278,8 @@ fn translate_replies(steps: &mut [Step], plan: &NatPlan) {
         let hl = usize::from(s.ip[0] & 15) * 4;
         if s.ip[9] == 1 && matches!(s.ip[hl], 3 | 11) && s.ip.len() >= hl + 28 {
             // An ICMP error: the quoted datagram is what B received.
-            let inner = readdress(&s.ip[hl + 8..], Some(nat), None);
-            let mut m = s.ip[hl..hl + 8].to_vec();
-            m.extend_from_slice(&inner);
-            m[2..4].fill(0);
-            let c = classifier::nat::csum::sum_from_scratch(&m);
-            m[2..4].copy_from_slice(&c.to_be_bytes());
-            let mut d = s.ip[..hl].to_vec();
-            d.extend_from_slice(&m);
-            s.ip = readdress(&d, None, Some(nat));
+            let q = &s.ip[hl + 8..];
+            s.ip = error_to(&s.ip, (nat, port_at(q, 0)));
         } else {
             s.ip = readdress(&s.ip, None, Some(nat));
         }
@@ -297,8 +338,9 @@ fn forwarded(rng: &mut Rng, f: &Forward, port: u16) -> Vec<Step> {
     v
 }
 
-/// About `target` frames of interleaved conversations that fit `plan`.
-pub fn conversations(rng: &mut Rng, plan: &NatPlan, target: usize) -> Vec<Step> {
+/// About `target` frames of interleaved conversations that fit `plan` (the clashing clients'
+/// drawn from `later`, as in [`ruleset`]).
+pub fn conversations(rng: &mut Rng, later: &mut Rng, plan: &NatPlan, target: usize) -> Vec<Step> {
     let mut convs: Vec<std::collections::VecDeque<Step>> = Vec::new();
     let mut total = 0;
     let mut port = 20_000 + rng.below(20_000) as u16;
@@ -329,6 +371,26 @@ pub fn conversations(rng: &mut Rng, plan: &NatPlan, target: usize) -> Vec<Step> 
         if convs[i].is_empty() {
             convs.remove(i);
         }
+    }
+    if let Some(c) = &plan.clash {
+        for conv in clash_conversations(later, c) {
+            out = merge(later, out, conv);
+        }
+        translate(&mut out, c);
+    }
+    out
+}
+
+/// `b`'s steps spread at random places among `a`'s, both orders kept.
+fn merge(rng: &mut Rng, a: Vec<Step>, b: Vec<Step>) -> Vec<Step> {
+    let total = a.len() + b.len();
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    let mut out = Vec::with_capacity(total);
+    while a.peek().is_some() || b.peek().is_some() {
+        let left = a.len() + b.len();
+        let take_b =
+            b.peek().is_some() && (a.peek().is_none() || rng.below(left as u64) < b.len() as u64);
+        out.extend(if take_b { b.next() } else { a.next() });
     }
     out
 }
