@@ -164,6 +164,10 @@ impl FrameIo for PacketIo {
         self.store.frame_mut(addr, len)
     }
 
+    fn room_mut(&mut self, addr: u64) -> Option<&mut [u8]> {
+        self.store.room_mut(addr)
+    }
+
     fn alloc_frame(
         &mut self,
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,

@@ -241,6 +241,10 @@ impl FrameIo for XdpIo {
         self.umem.frame_mut(addr, len)
     }
 
+    fn room_mut(&mut self, addr: u64) -> Option<&mut [u8]> {
+        self.umem.chunk_mut(addr)
+    }
+
     fn alloc_frame(
         &mut self,
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,

@@ -78,6 +78,17 @@ impl HeapFrames {
         self.free.push(c);
     }
 
+    /// From `addr` to the end of its chunk, writable (a frame and the room after it).
+    pub fn room_mut(&mut self, addr: u64) -> Option<&mut [u8]> {
+        let end = self
+            .chunk_of(addr)
+            .checked_add(u64::from(self.frame_size))?;
+        if end > self.arena.len() as u64 {
+            return None;
+        }
+        self.arena.get_mut(addr as usize..end as usize)
+    }
+
     /// The whole chunk at `addr` (a chunk start from `alloc`), writable.
     pub fn chunk_mut(&mut self, addr: u64) -> &mut [u8] {
         let a = self.chunk_of(addr) as usize;

@@ -15,6 +15,10 @@ pub trait FrameIo {
     /// The same frame, writable (NAT and the TTL are rewritten in place).
     fn frame_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]>;
 
+    /// From the frame at `addr` to the end of its chunk, writable: the frame and the room a
+    /// longer rewrite of it may take (a NAT helper's).
+    fn room_mut(&mut self, addr: u64) -> Option<&mut [u8]>;
+
     /// Takes a free chunk, lets `fill` write a new frame into it from the frame at
     /// (`src`, `src_len`), and returns the new frame's descriptor. `fill` returns the length
     /// written, or None (then the chunk goes back). Err when no chunk is free.

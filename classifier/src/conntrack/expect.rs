@@ -85,6 +85,13 @@ impl Expectations {
         self.slots.retain(|e| e.master != master);
     }
 
+    /// `nf_ct_unexpect_related`: takes back `master`'s expectation that is [`Expectation::same`]
+    /// as `exp`.
+    pub fn remove(&mut self, exp: &Expectation, master: ConnId) {
+        self.slots
+            .retain(|e| !(e.master == master && e.exp.same(exp)));
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Pending> {
         self.slots.iter()
     }

@@ -160,7 +160,9 @@ fn run(steps: &[Step]) {
             };
             super::connlimit::count_packet(&mut groups, 0, &m, &h, &meta, Some(&tr.table));
             if s.keep {
-                let _ = tr.help(&h, &ip, &o);
+                let mut room = ip.clone();
+                room.resize(ip.len() + 64, 0);
+                let _ = tr.help(&h, &mut room, &o);
                 let _ = tr.confirm(&o);
             } else {
                 tr.abort(&o);

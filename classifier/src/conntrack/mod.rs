@@ -22,6 +22,7 @@ pub mod helper;
 pub mod icmp;
 pub mod list;
 pub mod sctp;
+pub mod seqadj;
 pub mod table;
 pub mod tcp;
 pub mod track;
@@ -50,6 +51,10 @@ pub struct Tracker {
     /// entry per slot, so bounded by the table; a slot's entry is reset when a new connection
     /// there first meets its helper.
     helper_state: hashbrown::HashMap<ConnId, helper::HelperState, foldhash::fast::FixedState>,
+    /// Sequence adjustments of connections whose status has `SEQ_ADJUST` (`nfct_seqadj`), by
+    /// slot: bounded by the table like `helper_state`; an entry counts only while its slot's
+    /// connection has the bit (a new connection in the slot starts from zero when it gets it).
+    pub(crate) seqadj: hashbrown::HashMap<ConnId, seqadj::SeqAdjs, foldhash::fast::FixedState>,
     /// NAT's random draws (`get_random_u16`'s role).
     pub(crate) nat_rng: u64,
     /// The share of the tuple space NAT may choose from (several workers).
@@ -59,9 +64,13 @@ pub struct Tracker {
 /// What the helper made of a packet about to be confirmed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HelpOutcome {
-    /// No helper, or it let the packet through (possibly announcing a connection).
+    /// No helper, or it let the packet through (possibly announcing a connection, possibly
+    /// rewriting it in place at the same length).
     Accept,
-    /// `NF_DROP`: a malformed command, or an expectation that could not be made.
+    /// Let through, rewritten by a NAT helper to this IPv4 total length.
+    Resized(u16),
+    /// `NF_DROP`: a malformed command, an expectation that could not be made, a rewrite that
+    /// did not fit, or a sequence adjustment that failed.
     Drop,
 }
 
@@ -74,6 +83,9 @@ impl Tracker {
             expect: Expectations::default(),
             helper_state: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
                 seed,
+            )),
+            seqadj: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
+                seed ^ 1,
             )),
             cfg,
             stats: TrackStats::default(),
@@ -112,13 +124,27 @@ impl Tracker {
             arriving,
         };
         let mut kill = false;
+        let mut follow = None;
         let cx = track::Ctx {
             table: &mut self.table,
             expect: &mut self.expect,
             cfg: &self.cfg,
             stats: &mut self.stats,
+            seqadj: &self.seqadj,
+            follow: &mut follow,
         };
         let o = track::track(cx, &p, template.helper, &mut kill);
+        if let (
+            Some((new, master, nat)),
+            Outcome::Conn {
+                id, created: true, ..
+            },
+        ) = (follow, o)
+        {
+            if id == new {
+                self.follow_master(new, master, nat);
+            }
+        }
         let mut info = self.info(&o);
         if let (true, Outcome::Conn { id, dir, kind, .. }) = (kill, o) {
             // Gone from the table now, but this packet keeps it (its NAT binding applies).
@@ -176,10 +202,51 @@ impl Tracker {
         }
     }
 
-    /// `nf_confirm`'s helper call for a packet that survived the hooks (before
-    /// [`Self::confirm`]): the connection's helper reads the payload (`ip` as for
-    /// [`Self::track`]) and may announce an expected connection.
-    pub fn help(&mut self, h: &Headers, ip: &[u8], o: &Outcome) -> HelpOutcome {
+    /// `nf_confirm` for a packet that survived the hooks (before [`Self::confirm`]): the
+    /// connection's helper reads the payload and may announce an expected connection (on a
+    /// NATed connection rewriting the announcement: [`crate::nat::helper`]), then a connection
+    /// with sequence adjustment has the segment's numbers moved ([`seqadj`]). `ip` runs from
+    /// the IPv4 header to the end of the frame's buffer (room to grow); `h.ip_len` bytes of it
+    /// are the datagram.
+    pub fn help(&mut self, h: &Headers, ip: &mut [u8], o: &Outcome) -> HelpOutcome {
+        let Outcome::Conn { id, dir, kind, .. } = *o else {
+            return HelpOutcome::Accept;
+        };
+        // Neither sees ICMP errors in the reply direction (`IP_CT_RELATED_REPLY`).
+        if kind == CtKind::Related && dir == Dir::Reply {
+            return HelpOutcome::Accept;
+        }
+        let mut ip_len = usize::from(h.ip_len).min(ip.len());
+        let mut out = HelpOutcome::Accept;
+        if let Some(helper) = self.table.get(id).helper {
+            out = self.run_helper(helper, h, ip, ip_len, o);
+            match out {
+                HelpOutcome::Drop => return out,
+                HelpOutcome::Resized(n) => ip_len = usize::from(n),
+                HelpOutcome::Accept => {}
+            }
+        }
+        // The kernel would adjust any protocol's packet here (an ICMP error of the original
+        // direction included, read as TCP); only TCP segments are.
+        if self.table.get(id).status & status::SEQ_ADJUST != 0 && h.proto == IpProtocol::TCP.0 {
+            let adj = self.seqadj.get(&id).copied().unwrap_or_default();
+            let from = usize::from(h.ihl_bytes).min(ip_len);
+            if !seqadj::adjust(&adj, dir, &mut ip[from..ip_len]) {
+                return HelpOutcome::Drop;
+            }
+        }
+        out
+    }
+
+    /// `helper->help()` of `nf_confirm`, and what the tracker does with its verdict.
+    fn run_helper(
+        &mut self,
+        helper: helper::HelperKind,
+        h: &Headers,
+        ip: &mut [u8],
+        ip_len: usize,
+        o: &Outcome,
+    ) -> HelpOutcome {
         let Outcome::Conn {
             id,
             dir,
@@ -189,37 +256,41 @@ impl Tracker {
         else {
             return HelpOutcome::Accept;
         };
-        let c = self.table.get(id);
-        let Some(kind_of_helper) = c.helper else {
-            return HelpOutcome::Accept;
-        };
-        // helper->help() never sees ICMP errors in the reply direction.
-        if kind == CtKind::Related && dir == Dir::Reply {
-            return HelpOutcome::Accept;
-        }
-        let from = usize::from(h.ihl_bytes).min(ip.len());
-        let to = usize::from(h.ip_len).clamp(from, ip.len());
-        let tuples = c.tuple;
+        let from = usize::from(h.ihl_bytes).min(ip_len);
+        let tuples = self.table.get(id).tuple;
         let st = self
             .helper_state
             .entry(id)
-            .or_insert_with(|| helper::HelperState::new(kind_of_helper));
+            .or_insert_with(|| helper::HelperState::new(helper));
         if created {
-            *st = helper::HelperState::new(kind_of_helper);
+            *st = helper::HelperState::new(helper);
         }
         let pkt = helper::HelperPacket {
             tuples: &tuples,
             dir,
             established: kind == CtKind::Established,
-            l4: &ip[from..to],
+            l4: &ip[from..ip_len],
         };
-        match helper::help(kind_of_helper, st, &self.cfg.helper, &pkt) {
-            helper::Verdict::Accept => HelpOutcome::Accept,
-            helper::Verdict::Drop(_) => HelpOutcome::Drop,
-            helper::Verdict::Expect(e) => match self.expect.add(&self.table, e, id) {
-                Ok(()) => HelpOutcome::Accept,
-                Err(_) => HelpOutcome::Drop,
-            },
+        let verdict = helper::help(helper, st, &self.cfg.helper, &pkt);
+        let nated = self.is_nated(id);
+        let mut e = match verdict {
+            helper::Verdict::Accept => return HelpOutcome::Accept,
+            helper::Verdict::Drop(_) => return HelpOutcome::Drop,
+            helper::Verdict::Announce(e, m) if nated => {
+                return self.nat_ftp(id, dir, e, &m, ip, ip_len);
+            }
+            helper::Verdict::Announce(e, _) | helper::Verdict::Expect(e) => e,
+        };
+        if nated && helper == helper::HelperKind::Tftp {
+            // `nf_nat_tftp`: the answer is to reach the client's original port.
+            e.nat = Some(helper::ExpectNat {
+                dir: Dir::Reply,
+                saved_port: tuples[0].sport,
+            });
+        }
+        match self.expect.add(&self.table, e, id) {
+            Ok(()) => HelpOutcome::Accept,
+            Err(_) => HelpOutcome::Drop,
         }
     }
 

@@ -9,6 +9,7 @@
 //! without a state change.
 
 use super::conn::{status, Conn, ProtoState};
+use super::seqadj::SeqAdjs;
 use super::table::Dir;
 use super::track::{L4Verdict, Pkt};
 use super::{l4_checksum_ok, CtConfig};
@@ -402,7 +403,14 @@ fn max_ack_window(d: &TcpDir) -> u32 {
 }
 
 /// `tcp_in_window`.
-fn in_window(t: &mut TcpConn, dir: usize, index: u8, s: &Seg<'_>, cfg: &CtConfig) -> Window {
+fn in_window(
+    t: &mut TcpConn,
+    dir: usize,
+    index: u8,
+    s: &Seg<'_>,
+    cfg: &CtConfig,
+    adj: Option<&SeqAdjs>,
+) -> Window {
     let rdir = 1 - dir;
     let mut seq = s.seq;
     let mut ack = s.ack_seq;
@@ -411,6 +419,12 @@ fn in_window(t: &mut TcpConn, dir: usize, index: u8, s: &Seg<'_>, cfg: &CtConfig
     let mut end = s.end;
     if t.seen[rdir].flags & flag::SACK_PERM != 0 {
         parse_sack(s.opts, &mut sack);
+    }
+    // NAT sequence mangling: the acknowledgement back into the receiver's own numbers.
+    if let Some(a) = adj {
+        let receiver_offset = a[rdir].offset(ack.wrapping_sub(1)) as u32;
+        ack = ack.wrapping_sub(receiver_offset);
+        sack = sack.wrapping_sub(receiver_offset);
     }
     if t.seen[dir].td_maxwin == 0 {
         if s.has(TH_SYN) {
@@ -596,7 +610,15 @@ enum Step {
 }
 
 /// `nf_conntrack_tcp_packet`.
-pub fn packet(c: &mut Conn, dir: Dir, p: &Pkt<'_>, cfg: &CtConfig, now: u32) -> L4Verdict {
+/// `adj`: the connection's sequence adjustments, if it has any (NAT helpers).
+pub fn packet(
+    c: &mut Conn,
+    dir: Dir,
+    p: &Pkt<'_>,
+    cfg: &CtConfig,
+    now: u32,
+    adj: Option<&SeqAdjs>,
+) -> L4Verdict {
     let Some(s) = segment(p, cfg) else {
         return L4Verdict::Invalid;
     };
@@ -620,7 +642,7 @@ pub fn packet(c: &mut Conn, dir: Dir, p: &Pkt<'_>, cfg: &CtConfig, now: u32) -> 
     let (old_state, new_state) = match state_case(t, d, index, old_state, new_state, &s, st, cfg) {
         Step::Done(v) => return v,
         Step::InWindow(n) => (old_state, n),
-        Step::Window(o, n) => match in_window(t, d, index, &s, cfg) {
+        Step::Window(o, n) => match in_window(t, d, index, &s, cfg, adj) {
             Window::Accept => (o, n),
             Window::Ignore => return L4Verdict::Accept(None),
             Window::Invalid => {

@@ -20,7 +20,7 @@
 
 use super::conn::{status, ProtoState};
 use super::expect::Expectations;
-use super::helper::HelperKind;
+use super::helper::{ExpectNat, HelperKind};
 use super::table::{ConnId, Dir, Found, Table, TableFull};
 use super::tuple::{icmp_is_error, proto, Tuple};
 use super::{generic, icmp, sctp, tcp, udp, CtConfig};
@@ -132,7 +132,16 @@ pub(crate) struct Ctx<'a> {
     pub expect: &'a mut Expectations,
     pub cfg: &'a CtConfig,
     pub stats: &'a mut TrackStats,
+    /// The sequence adjustments of connections that have them (`tcp_in_window` reads them).
+    pub seqadj: &'a SeqAdjMap,
+    /// Set when a new connection fulfils an expectation that asks it to follow its master's
+    /// NAT: (the connection, its master, what to follow). The tracker binds it.
+    pub follow: &'a mut Option<(ConnId, ConnId, ExpectNat)>,
 }
+
+/// The tracker's sequence adjustments, by connection slot.
+pub(crate) type SeqAdjMap =
+    hashbrown::HashMap<ConnId, super::seqadj::SeqAdjs, foldhash::fast::FixedState>;
 
 pub(crate) fn track(
     cx: Ctx<'_>,
@@ -145,6 +154,8 @@ pub(crate) fn track(
         expect,
         cfg,
         stats,
+        seqadj,
+        follow,
     } = cx;
     let h = p.h;
     if h.frag_off != 0 {
@@ -186,7 +197,7 @@ pub(crate) fn track(
                 };
                 match table.alloc(tuple, reply, initial_state(tuple.proto), 0) {
                     Ok(id) => {
-                        init_conntrack(table, expect, id, &tuple, template_helper);
+                        init_conntrack(table, expect, id, &tuple, template_helper, follow);
                         (id, Dir::Original, true)
                     }
                     Err(TableFull) => return Outcome::Drop,
@@ -201,7 +212,12 @@ pub(crate) fn track(
         } else {
             CtKind::New
         };
-        let verdict = handle(table, cfg, id, dir, p);
+        let adj = if st & status::SEQ_ADJUST != 0 {
+            seqadj.get(&id)
+        } else {
+            None
+        };
+        let verdict = handle(table, cfg, id, dir, p, adj);
         match verdict {
             L4Verdict::Accept(timeout) => {
                 if let Some(t) = timeout {
@@ -257,8 +273,12 @@ fn init_conntrack(
     id: ConnId,
     tuple: &Tuple,
     template_helper: Option<HelperKind>,
+    follow: &mut Option<(ConnId, ConnId, ExpectNat)>,
 ) {
     if let Some(e) = expect.take(table, tuple) {
+        if let Some(nat) = e.exp.nat {
+            *follow = Some((id, e.master, nat));
+        }
         let mark = table.get(e.master).mark;
         let c = table.get_mut(id);
         c.status |= status::EXPECTED;
@@ -291,11 +311,18 @@ fn initial_state(p: u8) -> ProtoState {
     }
 }
 
-fn handle(table: &mut Table, cfg: &CtConfig, id: ConnId, dir: Dir, p: &Pkt<'_>) -> L4Verdict {
+fn handle(
+    table: &mut Table,
+    cfg: &CtConfig,
+    id: ConnId,
+    dir: Dir,
+    p: &Pkt<'_>,
+    adj: Option<&super::seqadj::SeqAdjs>,
+) -> L4Verdict {
     let now = table.now_ms();
     let c = table.get_mut(id);
     match c.l4proto() {
-        proto::TCP => tcp::packet(c, dir, p, cfg, now),
+        proto::TCP => tcp::packet(c, dir, p, cfg, now, adj),
         proto::UDP => udp::packet(c, p, cfg, now, false),
         proto::UDPLITE => udp::packet(c, p, cfg, now, true),
         proto::ICMP => icmp::packet(c, cfg),

@@ -18,6 +18,9 @@
 
 pub mod choose;
 pub mod csum;
+pub mod helper;
+#[cfg(test)]
+mod helper_tests;
 pub mod manip;
 #[cfg(test)]
 mod tests;

@@ -780,6 +780,8 @@ impl Pipeline {
                     io.free(d.addr);
                     return;
                 }
+                // A NAT helper may have resized it.
+                let d = self.groups[g as usize].d[i];
                 match (&self.tap, io.frame(d.addr, d.len)) {
                     (Some(tap), Some(f)) => {
                         if tap.write(f).is_ok() {

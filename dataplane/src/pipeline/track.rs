@@ -154,14 +154,24 @@ impl Pipeline {
         let gb = &self.groups[g as usize];
         let (h, d, o) = (gb.h[i], gb.d[i], gb.ct[i]);
         if let (Some(ct), Outcome::Conn { .. }) = (self.st.ct.as_mut(), o) {
+            let l3 = usize::from(h.l3_offset);
+            let mut none = [0u8; 0];
             let ip = io
-                .frame(d.addr, d.len)
-                .and_then(|f| f.get(usize::from(h.l3_offset)..))
-                .unwrap_or(&[]);
-            if ct.help(&h, ip, &o) == HelpOutcome::Drop {
-                self.stats.add(Counter::CtHelperDrop, 1);
-                self.settle(g, i, false);
-                return false;
+                .room_mut(d.addr)
+                .and_then(|f| f.get_mut(l3..))
+                .unwrap_or(&mut none);
+            match ct.help(&h, ip, &o) {
+                HelpOutcome::Accept => {}
+                HelpOutcome::Resized(ip_len) => {
+                    // A NAT helper rewrote the announcement: the frame ends with the datagram.
+                    self.groups[g as usize].d[i].len = (l3 + usize::from(ip_len)) as u32;
+                    self.reparse(io, g, i);
+                }
+                HelpOutcome::Drop => {
+                    self.stats.add(Counter::CtHelperDrop, 1);
+                    self.settle(g, i, false);
+                    return false;
+                }
             }
         }
         if !self.settle(g, i, true) {

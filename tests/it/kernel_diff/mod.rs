@@ -32,6 +32,7 @@
 
 pub(crate) mod gen;
 mod nat_clash;
+mod nat_ftp;
 mod nat_gen;
 mod routed_nat;
 mod stateful;

@@ -11,8 +11,8 @@
 //! source-NATed client at its translated address (the port is kept: each conversation has its
 //! own), ICMP errors from the B side quote the translated datagram, and forwarded services
 //! are reached at the firewall's B address and answered by their real server. Clients that
-//! clash on their source port come from [`super::nat_clash`]. ftp and tftp
-//! are left out while their NAT helpers are not ported.
+//! clash on their source port come from [`super::nat_clash`], ftp sessions through
+//! NAT (the helper rewriting announcements) from [`super::nat_ftp`].
 
 use super::gen::Rng;
 use super::nat_clash::{clash_conversations, clash_nat, translate, ClashNat};
@@ -68,6 +68,10 @@ pub struct NatPlan {
     pub forwards: Vec<Forward>,
     /// Clients clashing on their source port ([`super::nat_clash`]).
     pub clash: Option<ClashNat>,
+    /// The raw table gives port 21 the ftp helper.
+    pub ftp_helper: bool,
+    /// Port 21 of fw's B address is forwarded to [`super::nat_ftp::FTP_SERVER`].
+    pub ftp_forward: bool,
 }
 
 fn source_nat(rng: &mut Rng) -> Option<SourceNat> {
@@ -125,13 +129,16 @@ fn forwards(rng: &mut Rng) -> Vec<Forward> {
 }
 
 /// A random NAT ruleset: the stateful one with a nat table; its plan. What came later to the
-/// generator draws from `later` so that older seeds keep making the same rulesets.
-pub fn ruleset(rng: &mut Rng, later: &mut Rng) -> (String, NatPlan) {
+/// generator draws from `later` and then `newer` so that older seeds keep making the same
+/// rulesets.
+pub fn ruleset(rng: &mut Rng, later: &mut Rng, newer: &mut Rng) -> (String, NatPlan) {
     let mut text = super::stateful_gen::ruleset(rng);
     let plan = NatPlan {
         snat: source_nat(rng),
         forwards: forwards(rng),
         clash: clash_nat(later),
+        ftp_helper: text.contains("--helper ftp"),
+        ftp_forward: newer.pct(50),
     };
     // fw's own stack stays out of it: what reaches INPUT (a packet for fw's address that NAT
     // did not take, being INVALID or untracked) is counted and dropped on both sides, so the
@@ -165,6 +172,9 @@ pub fn ruleset(rng: &mut Rng, later: &mut Rng) -> (String, NatPlan) {
     text.push_str("-A PREROUTING\n-A POSTROUTING\n");
     for f in &plan.forwards {
         text.push_str(&f.rule);
+    }
+    if plan.ftp_forward {
+        text.push_str(super::nat_ftp::FTP_FORWARD_RULE);
     }
     if let Some(c) = &plan.clash {
         text.push_str(&c.rule);
@@ -339,8 +349,14 @@ fn forwarded(rng: &mut Rng, f: &Forward, port: u16) -> Vec<Step> {
 }
 
 /// About `target` frames of interleaved conversations that fit `plan` (the clashing clients'
-/// drawn from `later`, as in [`ruleset`]).
-pub fn conversations(rng: &mut Rng, later: &mut Rng, plan: &NatPlan, target: usize) -> Vec<Step> {
+/// drawn from `later`, the ftp sessions from `newer`, as in [`ruleset`]).
+pub fn conversations(
+    rng: &mut Rng,
+    later: &mut Rng,
+    newer: &mut Rng,
+    plan: &NatPlan,
+    target: usize,
+) -> Vec<Step> {
     let mut convs: Vec<std::collections::VecDeque<Step>> = Vec::new();
     let mut total = 0;
     let mut port = 20_000 + rng.below(20_000) as u16;
@@ -377,6 +393,13 @@ pub fn conversations(rng: &mut Rng, later: &mut Rng, plan: &NatPlan, target: usi
             out = merge(later, out, conv);
         }
         translate(&mut out, c);
+    }
+    // Control ports 40300.., data ports 40500..: apart from every other conversation's.
+    for k in 0..newer.range(1, 3) as u16 {
+        let (cp, dp) = (40_300 + k, 40_500 + k * 2 + newer.below(1000) as u16 * 4);
+        if let Some(conv) = super::nat_ftp::ftp_through_nat(newer, plan, cp, dp) {
+            out = merge(newer, out, conv);
+        }
     }
     out
 }

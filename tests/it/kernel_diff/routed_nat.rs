@@ -123,11 +123,12 @@ fn run_seed(
 ) -> Vec<String> {
     let mut rng = Rng::new(seed);
     let mut later = Rng::new(seed ^ 0x9e37_79b9_7f4a_7c15);
+    let mut newer = Rng::new(seed ^ 0x5851_f42d_4c95_7f2d);
     let mut failures = Vec::new();
     let config = routed_config();
     for k in 0..which.end {
-        let (rules, plan) = ruleset(&mut rng, &mut later);
-        let steps = conversations(&mut rng, &mut later, &plan, FRAMES);
+        let (rules, plan) = ruleset(&mut rng, &mut later, &mut newer);
+        let steps = conversations(&mut rng, &mut later, &mut newer, &plan, FRAMES);
         if k < which.start {
             continue;
         }
@@ -176,6 +177,7 @@ fn run_seed(
 fn kernel_differential_routed_nat() {
     if let Err(reason) = require_root_and(&[
         "ip",
+        "ethtool",
         "iptables-legacy",
         "iptables-legacy-save",
         "iptables-legacy-restore",

@@ -93,6 +93,12 @@ impl Rig {
         fw.exec_ok("ip", &["addr", "add", "10.200.2.1/24", "dev", IF_FW1]);
         b.exec_ok("ip", &["addr", "add", "10.200.2.2/24", "dev", IF_B]);
         fw.sysctl("net.ipv4.ip_forward", "1");
+        // A NAT helper's rewrite leaves the TCP checksum to the device (CHECKSUM_PARTIAL):
+        // without transmit offload the kernel completes it in software, as a NIC would on
+        // the wire, instead of the capture seeing the bare pseudo-header sum.
+        for dev in [IF_FW0, IF_FW1] {
+            fw.exec_ok("ethtool", &["-K", dev, "tx", "off"]);
+        }
         for (ip, mac, dev, net) in [
             ("10.200.1.1", MAC_A, IF_FW0, "10.1.0.0/16"),
             ("10.200.2.2", MAC_B, IF_FW1, "10.2.0.0/16"),
@@ -528,6 +534,7 @@ fn run_seed(rig: &Rig, dir: &std::path::Path, seed: u64, rulesets: usize) -> Vec
 fn kernel_differential_stateful() {
     if let Err(reason) = require_root_and(&[
         "ip",
+        "ethtool",
         "iptables-legacy",
         "iptables-legacy-save",
         "iptables-legacy-restore",

@@ -21,8 +21,9 @@
 //! connection (`tuplehash[!dir]` source, any port) to `tuplehash[!dir]`'s destination and the
 //! announced port, over TCP. An announced address other than the sender's own
 //! (`tuplehash[dir]` source) is ignored unless `loose` is set, when the expectation goes to it.
-//! There is no NAT: with `nf_nat_ftp` loaded and a NATed connection the kernel would hand
-//! [`FtpMatch`] (type, offset, length) to it instead of registering the expectation itself.
+//! On a NATed connection the tracker hands the [`FtpMatch`] (type, offset, length) to
+//! `nf_nat_ftp`'s port ([`crate::nat::helper`]), which rewrites it and registers the
+//! expectation itself (this kernel builds `nf_nat_ftp` in).
 
 use super::{Expectation, HelperKind, NF_CT_EXPECT_CLASS_DEFAULT};
 use crate::conntrack::table::Dir;
@@ -524,6 +525,7 @@ fn examine(
         dst: daddr,
         dport: m.port,
         announced_in: dir,
+        nat: None,
     };
     (FtpVerdict::Expect(exp, m), true)
 }

@@ -192,6 +192,17 @@ pub struct Expectation {
     /// The direction of the master the announcing packet travelled (informational: the kernel
     /// leaves `exp->dir` 0 without NAT; NAT helpers would set it from this).
     pub announced_in: Dir,
+    /// Set by the NAT helpers on a NATed master: the connection that fulfils it is bound to
+    /// follow its master (`exp->expectfn = nf_nat_follow_master`).
+    pub nat: Option<ExpectNat>,
+}
+
+/// What `nf_nat_follow_master` needs of an expectation: `exp->dir` (the master direction the
+/// expected connection travels) and `exp->saved_proto` (the port it is to reach in the end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExpectNat {
+    pub dir: Dir,
+    pub saved_port: u16,
 }
 
 impl Expectation {
@@ -302,6 +313,19 @@ pub enum Verdict {
     Drop(DropReason),
     /// Register the expectation: `NF_ACCEPT` if that works, `NF_DROP` if not.
     Expect(Expectation),
+    /// ftp's: the expectation and the numbers that announced it (what `nf_nat_ftp` rewrites
+    /// on a NATed connection; otherwise as [`Verdict::Expect`]).
+    Announce(Expectation, FtpMatch),
+}
+
+impl Verdict {
+    /// The verdict with an ftp match forgotten ([`Verdict::Announce`] as [`Verdict::Expect`]).
+    pub fn without_match(self) -> Verdict {
+        match self {
+            Verdict::Announce(e, _) => Verdict::Expect(e),
+            v => v,
+        }
+    }
 }
 
 /// Runs helper `kind` on a packet of its connection (the `helper->help()` call of
@@ -323,7 +347,7 @@ pub fn help(
             match ftp::help(st, cfg.ftp_loose, p.tuples, p.dir, p.established, p.l4) {
                 FtpVerdict::Accept | FtpVerdict::NotRecorded(_) => Verdict::Accept,
                 FtpVerdict::Partial(t) => Verdict::Drop(DropReason::FtpPartial(t)),
-                FtpVerdict::Expect(e, _) => Verdict::Expect(e),
+                FtpVerdict::Expect(e, m) => Verdict::Announce(e, m),
             }
         }
         HelperKind::Tftp => match tftp::help(p.tuples, p.dir, p.l4) {

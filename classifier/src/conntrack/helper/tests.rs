@@ -87,6 +87,7 @@ fn ftp_exp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16, dir: Dir) -> Expectation {
         dst: a(dst),
         dport,
         announced_in: dir,
+        nat: None,
     }
 }
 
@@ -862,6 +863,7 @@ fn tftp_exp(dir: Dir) -> Expectation {
         dst: a(TC),
         dport: 1234,
         announced_in: dir,
+        nat: None,
     }
 }
 
@@ -976,6 +978,7 @@ fn expectation_matching_and_clashes() {
         e.same(&e)
             && e.same(&Expectation {
                 announced_in: Dir::Reply,
+                nat: None,
                 ..e
             })
     );
@@ -1052,7 +1055,7 @@ fn dispatch_runs_the_connection_s_helper() {
     let s2 = seg(SEQ + port.len() as u32, port);
     let p = HelperPacket { l4: &s2, ..p };
     assert_eq!(
-        help(HelperKind::Ftp, &mut state, &cfg, &p),
+        help(HelperKind::Ftp, &mut state, &cfg, &p).without_match(),
         Verdict::Expect(ftp_exp(SERVER, CLIENT, 1025, Dir::Original))
     );
     let s3 = seg(SEQ + 2 * port.len() as u32, b"PORT");
@@ -1069,7 +1072,7 @@ fn dispatch_runs_the_connection_s_helper() {
     let s5 = seg(SEQ + 2 * port.len() as u32 + 19, b"PORT 10,9,9,9,4,1\r\n");
     let p = HelperPacket { l4: &s5, ..p };
     assert_eq!(
-        help(HelperKind::Ftp, &mut state, &loose, &p),
+        help(HelperKind::Ftp, &mut state, &loose, &p).without_match(),
         Verdict::Expect(ftp_exp(
             SERVER,
             Ipv4Addr::new(10, 9, 9, 9),

@@ -59,6 +59,7 @@ pub fn help(tuples: &[Tuple; 2], dir: Dir, udp: &[u8]) -> TftpVerdict {
                 dst: r.dst,
                 dport: r.dport,
                 announced_in: dir,
+                nat: None,
             })
         }
         // DATA, ACK, ERROR, unknown opcodes, no opcode.
