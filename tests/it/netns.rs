@@ -332,6 +332,20 @@ impl RawCapture {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
+        // The frames are read only at the end of a run: room for thousands of them (the
+        // default buffer holds a few hundred and silently drops the rest). FORCE passes
+        // rmem_max as root; a refusal leaves the default.
+        let bytes: libc::c_int = 16 << 20;
+        // SAFETY: `fd` is open; the option value is a c_int of the given size.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
         Ok(RawCapture { fd })
     }
 

@@ -8,11 +8,13 @@
 //! announcement whose address differs between the views (`nf_nat_ftp`) and moves the
 //! sequence numbers after it; the receiving end here acknowledges what it would have received
 //! (the longer or shorter stream), and the data connection is addressed as the rewritten
-//! announcement says, so that it follows its master's NAT (`nf_nat_follow_master`).
+//! announcement says, so that it follows its master's NAT (`nf_nat_follow_master`). tftp
+//! requests from a masqueraded client get their answer from a new server port, which the
+//! tftp helper's expectation steers back to the client's own port.
 
 use super::gen::Rng;
 use super::nat_gen::{NatPlan, FW_B};
-use super::stateful_gen::{ends, other, Side, Step, Tcp, F, K, P, S};
+use super::stateful_gen::{ends, other, udp_payload_step, Side, Step, Tcp, F, K, P, S};
 use std::net::Ipv4Addr;
 
 /// The LAN server behind the DNAT forward of port 21.
@@ -231,4 +233,27 @@ fn data_connection(rng: &mut Rng, v: &Views, active: bool, dp: u16) -> Vec<Step>
         out.push(o.seg(true, F | K, os.wrapping_add(40), rs, 0, false));
     }
     out
+}
+
+/// A tftp read or write request from a LAN client behind fw's own address (None when the
+/// plan masquerades none), answered from a port of the server's own, on client port `cp`.
+pub fn tftp_through_nat(rng: &mut Rng, plan: &NatPlan, cp: u16) -> Option<Vec<Step>> {
+    let (c, s) = ends(rng, Side::A);
+    let nat = plan.snat.as_ref()?.address(c, s).filter(|a| *a == FW_B)?;
+    let write = rng.pct(50);
+    let mut req = vec![0, if write { 2 } else { 1 }];
+    req.extend_from_slice(b"file\0octet\0");
+    let tid = 45_000 + rng.below(5000) as u16;
+    let answer: &[u8] = if write {
+        b"\0\x04\0\0"
+    } else {
+        b"\0\x03\0\x01data"
+    };
+    let mut v = vec![udp_payload_step(Side::A, c, s, cp, 69, &req)];
+    v.push(udp_payload_step(Side::B, s, nat, tid, cp, answer));
+    v.push(udp_payload_step(Side::A, c, s, cp, tid, b"\0\x04\0\x01"));
+    if rng.pct(50) {
+        v.push(udp_payload_step(Side::B, s, nat, tid, cp, b"\0\x03\0\x02"));
+    }
+    Some(v)
 }

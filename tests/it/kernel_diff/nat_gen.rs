@@ -133,6 +133,12 @@ fn forwards(rng: &mut Rng) -> Vec<Forward> {
 /// rulesets.
 pub fn ruleset(rng: &mut Rng, later: &mut Rng, newer: &mut Rng) -> (String, NatPlan) {
     let mut text = super::stateful_gen::ruleset(rng);
+    // ftp through NAT wants the helper more often than the stateful rulesets give it.
+    let raw = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+    if !text.contains("--helper ftp") && newer.pct(60) {
+        let with = format!("{raw}-A PREROUTING -p tcp -m tcp --dport 21 -j CT --helper ftp\n");
+        text = text.replacen(raw, &with, 1);
+    }
     let plan = NatPlan {
         snat: source_nat(rng),
         forwards: forwards(rng),
@@ -395,9 +401,14 @@ pub fn conversations(
         translate(&mut out, c);
     }
     // Control ports 40300.., data ports 40500..: apart from every other conversation's.
-    for k in 0..newer.range(1, 3) as u16 {
+    for k in 0..newer.range(2, 5) as u16 {
         let (cp, dp) = (40_300 + k, 40_500 + k * 2 + newer.below(1000) as u16 * 4);
         if let Some(conv) = super::nat_ftp::ftp_through_nat(newer, plan, cp, dp) {
+            out = merge(newer, out, conv);
+        }
+    }
+    if newer.pct(60) {
+        if let Some(conv) = super::nat_ftp::tftp_through_nat(newer, plan, 40_400) {
             out = merge(newer, out, conv);
         }
     }
