@@ -6,7 +6,9 @@
 //!   a `std::collections::HashMap` (SipHash) from the 5-tuple to a 32-byte entry, looked up and
 //!   updated (timestamp and counters) per packet: the table alone, without any protocol logic.
 //! - `ct_new/pollwall`: new connections per second: a SYN tracked and confirmed, 100K distinct
-//!   flows into an empty table.
+//!   flows into an empty table. `ct_new/pollwall_masquerade`: the same with MASQUERADE's work
+//!   (null destination binding, source binding onto one address with the port search, the
+//!   SYN rewritten), the 100K flows from one source port toward four servers.
 //! - `ct_syn_flood/pollwall`: a table at its limit (64K, half of it ASSURED established flows),
 //!   SYNs from new flows (each must evict an unassured entry, as the kernel's early drop does)
 //!   interleaved 1:1 with packets of the established flows; after the run every established
@@ -18,6 +20,7 @@
 //! the table sizes; the default includes 16M, which needs about 3 GB of memory).
 
 use classifier::conntrack::{CtConfig, Outcome, Table, Tracker};
+use classifier::nat::{manip, Manip, Range};
 use classifier::packet::Headers;
 use classifier::wire::headers::parse_ipv4;
 use classifier::wire::{build, ipv4, tcp, IpProtocol};
@@ -228,7 +231,64 @@ fn bench_new(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // The same with MASQUERADE: every flow from source port 40000 toward one of four servers,
+    // all behind one address, so all but four need the port search.
+    let masq: Vec<(Headers, Vec<u8>)> = (0..N).map(masquerade_syn).collect();
+    let onto = Range::onto_range(&Range::default(), u32::from(Ipv4Addr::new(198, 51, 100, 1)));
+    g.bench_function("pollwall_masquerade", |b| {
+        b.iter_batched_ref(
+            || {
+                let cfg = CtConfig {
+                    max: 2 * N,
+                    ..CtConfig::default()
+                };
+                let mut tr = Tracker::new(cfg, 1, 0);
+                tr.set_clock(1_000_000_000);
+                (tr, masq.clone())
+            },
+            |(tr, pkts)| {
+                for (h, ip) in pkts.iter_mut() {
+                    let (o, _) = tr.track(h, ip, true);
+                    let Outcome::Conn { id, dir, .. } = o else {
+                        panic!("{o:?}")
+                    };
+                    tr.nat_null_binding(id, Manip::Dst);
+                    tr.nat_setup(id, &onto, Manip::Src);
+                    let conn = *tr.table.get(id);
+                    let _ = manip::nat_packet(&conn, dir, Manip::Src, ip);
+                    tr.confirm(&o).expect("a free port");
+                }
+                assert_eq!(tr.table.len(), N as usize);
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
+}
+
+/// Flow `i`'s SYN for the MASQUERADE case: client `i`, source port 40000, server 1 to 4.
+fn masquerade_syn(i: u32) -> (Headers, Vec<u8>) {
+    let server = Ipv4Addr::new(192, 168, 0, 1 + (i % 4) as u8);
+    let t = build::tcp(
+        &tcp::Repr {
+            src_port: 40000,
+            dst_port: 80,
+            seq_number: 7,
+            ack_number: 0,
+            flags: 0x02,
+            window_len: 65000,
+            urgent_at: 0,
+            options: &[2, 4, 5, 0xb4],
+            payload: &[],
+        },
+        client(i),
+        server,
+    );
+    let ip = build::ipv4(
+        ipv4::Repr::new(client(i), server, IpProtocol::TCP, 0, 64),
+        &t,
+    );
+    (parse_ipv4(&ip).expect("valid"), ip)
 }
 
 fn bench_syn_flood(c: &mut Criterion) {
