@@ -212,15 +212,7 @@ fn bench_new(c: &mut Criterion) {
         .throughput(Throughput::Elements(u64::from(N)));
     g.bench_function("pollwall", |b| {
         b.iter_batched_ref(
-            || {
-                let cfg = CtConfig {
-                    max: 2 * N,
-                    ..CtConfig::default()
-                };
-                let mut tr = Tracker::new(cfg, 1, 0);
-                tr.set_clock(1_000_000_000);
-                tr
-            },
+            || empty_tracker(2 * N),
             |tr| {
                 for (h, ip) in &syns {
                     let (o, _) = tr.track(h, ip, true);
@@ -237,15 +229,7 @@ fn bench_new(c: &mut Criterion) {
     let onto = Range::onto_range(&Range::default(), u32::from(Ipv4Addr::new(198, 51, 100, 1)));
     g.bench_function("pollwall_masquerade", |b| {
         b.iter_batched_ref(
-            || {
-                let cfg = CtConfig {
-                    max: 2 * N,
-                    ..CtConfig::default()
-                };
-                let mut tr = Tracker::new(cfg, 1, 0);
-                tr.set_clock(1_000_000_000);
-                (tr, masq.clone())
-            },
+            || (empty_tracker(2 * N), masq.clone()),
             |(tr, pkts)| {
                 for (h, ip) in pkts.iter_mut() {
                     let (o, _) = tr.track(h, ip, true);
@@ -264,6 +248,17 @@ fn bench_new(c: &mut Criterion) {
         )
     });
     g.finish();
+}
+
+/// An empty tracker for `max` connections, its clock started.
+fn empty_tracker(max: u32) -> Tracker {
+    let cfg = CtConfig {
+        max,
+        ..CtConfig::default()
+    };
+    let mut tr = Tracker::new(cfg, 1, 0);
+    tr.set_clock(1_000_000_000);
+    tr
 }
 
 /// Flow `i`'s SYN for the MASQUERADE case: client `i`, source port 40000, server 1 to 4.

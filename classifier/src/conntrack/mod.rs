@@ -345,4 +345,4 @@ pub(crate) fn l4_checksum_ok(h: &Headers, l4: &[u8], len: usize) -> bool {
 #[cfg(test)]
 mod fuzz;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -31,7 +31,7 @@ fn tcp_pkt(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn tcp_data(
+pub(crate) fn tcp_data(
     src: Ipv4Addr,
     dst: Ipv4Addr,
     sp: u16,

@@ -6,14 +6,13 @@ use super::*;
 use crate::conntrack::helper::HelperKind;
 use crate::conntrack::{CtConfig, CtKind, HelpOutcome, Outcome};
 use crate::packet::CtTemplate;
-use crate::wire::{build, ipv4, tcp as wtcp, IpProtocol};
 use std::net::Ipv4Addr;
 
 const C: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
 const S: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
 const N: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 
-#[allow(clippy::too_many_arguments)]
+/// A TCP segment from `src` to `dst` (the tracker tests' builder).
 fn seg(
     src: Ipv4Addr,
     dst: Ipv4Addr,
@@ -23,22 +22,7 @@ fn seg(
     ack: u32,
     payload: &[u8],
 ) -> Vec<u8> {
-    let s = build::tcp(
-        &wtcp::Repr {
-            src_port: ports.0,
-            dst_port: ports.1,
-            seq_number: seq,
-            ack_number: ack,
-            flags,
-            window_len: 65535,
-            urgent_at: 0,
-            options: &[],
-            payload,
-        },
-        src,
-        dst,
-    );
-    build::ipv4(ipv4::Repr::new(src, dst, IpProtocol::TCP, 0, 64), &s)
+    crate::conntrack::tests::tcp_data(src, dst, ports.0, ports.1, flags, seq, ack, payload)
 }
 
 /// Tracks `ip`, runs `nf_confirm` (helper, adjustment, confirmation) on a copy with room to
