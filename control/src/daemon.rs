@@ -11,8 +11,9 @@
 //!
 //! `--check` only parses the configuration and compiles the rules, and says what it would run.
 //!
-//! Live rule updates and the control socket are the daemon issue's; here the ruleset is fixed
-//! at start.
+//! Bridge mode (`[[bridge]]`) or routed mode (`[[port]]`, `[[route]]`, `[[neighbor]]`; a port's
+//! MAC and MTU default to its device's). Live rule updates and the control socket are the
+//! daemon issue's; here the ruleset is fixed at start.
 
 use crate::daemon_config::{self, DaemonConfig};
 use crate::grammar::save::save_table;
@@ -67,11 +68,14 @@ fn check_config(config_path: &str) -> Result<i32, String> {
         .map(|c| c.rules.len())
         .sum();
     let dp = &cfg.dataplane;
-    let bridges: Vec<String> = dp
-        .bridges
-        .iter()
-        .map(|(a, b)| format!("{a}<->{b}"))
-        .collect();
+    let bridges: Vec<String> = match &dp.routed {
+        Some(r) => vec![format!("none (routed ports {})", r.names.join(", "))],
+        None => dp
+            .bridges
+            .iter()
+            .map(|(a, b)| format!("{a}<->{b}"))
+            .collect(),
+    };
     println!(
         "{config_path}: ok: {rules} rules from {} compiled in {:.1} ms ({} bytes); bridges {}; {} worker(s); {} frames of {} B per worker",
         cfg.rules,
@@ -142,11 +146,22 @@ fn load(config_path: &str) -> Result<(DaemonConfig, Ruleset), String> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| format!("cannot read {config_path}: {e}"))?;
     let cfg = daemon_config::parse(&text).map_err(|e| format!("{config_path}: {e}"))?;
-    if cfg.routed.is_some() {
-        return Err(format!(
-            "{config_path}: routed mode ([[port]]) runs in `pollwall replay` so far; the daemon's \
-             AF_XDP runtime bridges only"
-        ));
+    let mut cfg = cfg;
+    if let Some(spec) = &cfg.routed {
+        if spec.kernel_routes {
+            return Err(format!(
+                "{config_path}: routes = \"kernel\" (TAP twins mirrored over rtnetlink) is not \
+                 built yet; use the static [[route]] and [[neighbor]] tables"
+            ));
+        }
+        let spec = spec
+            .with_devices()
+            .map_err(|e| format!("{config_path}: {e}"))?;
+        cfg.dataplane.routed = Some(
+            spec.dataplane_ports()
+                .map_err(|e| format!("{config_path}: {e}"))?,
+        );
+        cfg.routed = Some(spec);
     }
     let rs = load_rules(&cfg.rules)?;
     Ok((cfg, rs))

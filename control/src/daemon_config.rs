@@ -282,7 +282,7 @@ mod tests {
         .unwrap();
         let r = c.routed.unwrap();
         assert_eq!(r.ports.len(), 2);
-        assert_eq!(r.ports[1].mtu, 1400);
+        assert_eq!(r.ports[1].mtu, Some(1400));
         let rt = r.router().unwrap();
         assert_eq!(
             rt.lookup(0x0808_0808),

@@ -55,7 +55,8 @@ pub struct PortSpec {
     pub name: String,
     pub mac: Option<[u8; 6]>,
     pub addrs: Vec<IfAddr>,
-    pub mtu: u16,
+    /// None: the device's (the daemon), 1500 (the replay).
+    pub mtu: Option<u16>,
 }
 
 /// The routed mode of a configuration.
@@ -141,10 +142,10 @@ pub(crate) fn parse(
             .map(|a| parse_prefix(a))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ctx)?;
-        let mtu = p.mtu.unwrap_or(1500);
-        if mtu < 68 {
+        if let Some(mtu) = p.mtu.filter(|&m| m < 68) {
             return Err(ctx(format!("mtu {mtu} is below IPv4's minimum of 68")));
         }
+        let mtu = p.mtu;
         spec.ports.push(PortSpec {
             mac: p.mac.as_deref().map(parse_mac).transpose().map_err(ctx)?,
             name: p.name,
@@ -172,6 +173,34 @@ pub(crate) fn parse(
 }
 
 impl RoutedSpec {
+    /// The spec with each port's missing MAC and MTU read from its device (the daemon's ports
+    /// exist; the replay's do not).
+    pub fn with_devices(&self) -> Result<RoutedSpec, String> {
+        let mut spec = self.clone();
+        for p in &mut spec.ports {
+            if p.mac.is_none() {
+                p.mac = Some(
+                    dataplane::netdev::hw_addr(&p.name)
+                        .map_err(|e| format!("port {}: cannot read its MAC: {e}", p.name))?,
+                );
+            }
+            if p.mtu.is_none() {
+                p.mtu = dataplane::netdev::mtu(&p.name)
+                    .ok()
+                    .and_then(|m| u16::try_from(m).ok());
+            }
+        }
+        Ok(spec)
+    }
+
+    /// The dataplane's routed ports: names and router.
+    pub fn dataplane_ports(&self) -> Result<dataplane::runtime::RoutedPorts, String> {
+        Ok(dataplane::runtime::RoutedPorts {
+            names: self.ports.iter().map(|p| p.name.clone()).collect(),
+            router: std::sync::Arc::new(self.router()?),
+        })
+    }
+
     /// The dataplane's tables, ports in configuration order (every port must have its MAC).
     pub fn router(&self) -> Result<Router, String> {
         let ports = self
@@ -183,7 +212,7 @@ impl RoutedSpec {
                         .mac
                         .ok_or_else(|| format!("port {}: `mac` is needed here", p.name))?,
                     addrs: p.addrs.clone(),
-                    mtu: p.mtu,
+                    mtu: p.mtu.unwrap_or(1500),
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;

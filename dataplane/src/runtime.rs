@@ -12,6 +12,7 @@ use crate::io::PortIo;
 use crate::log::LogRecord;
 use crate::netdev::{self, ifindex, rx_queues};
 use crate::pipeline::{Handoff, Pipeline, Port, QueuedFrame, Sinks, Steering, Topology};
+use crate::route::Router;
 use crate::stats::StatsShard;
 use crate::tap::Tap;
 use crate::worker::{IdlePolicy, Worker, WorkerExit};
@@ -55,6 +56,16 @@ pub struct DataplaneConfig {
     pub backend: Backend,
     /// Connection tracking settings (used while the ruleset needs tracking).
     pub conntrack: classifier::conntrack::CtConfig,
+    /// Routed mode (instead of `bridges`): the ports by name, in the router's order.
+    pub routed: Option<RoutedPorts>,
+}
+
+/// Routed mode's ports: their names and the router (addresses, FIB, static neighbours) whose
+/// port `i` is `names[i]`.
+#[derive(Clone, Debug)]
+pub struct RoutedPorts {
+    pub names: Vec<String>,
+    pub router: Arc<Router>,
 }
 
 /// Which packet I/O the ports use.
@@ -84,6 +95,7 @@ impl Default for DataplaneConfig {
             steering: true,
             backend: Backend::Auto,
             conntrack: Default::default(),
+            routed: None,
         }
     }
 }
@@ -192,28 +204,11 @@ pub fn ring_sizes(frames: u32, sockets: u32, rx: u32, tx: u32) -> Result<RingSiz
 
 /// Starts the dataplane on `rules`.
 pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Running, String> {
-    if cfg.bridges.is_empty() {
-        return Err("no ports configured (bridge = [\"A\", \"B\"])".into());
-    }
     let mut notes = Vec::new();
-    // Ports, in the order they appear; each bridge pairs two of them.
-    let mut names: Vec<String> = Vec::new();
-    let mut peer: Vec<usize> = Vec::new();
-    for (a, b) in &cfg.bridges {
-        if a == b || names.contains(a) || names.contains(b) {
-            return Err(format!("port pairs must be disjoint ({a}, {b})"));
-        }
-        names.push(a.clone());
-        names.push(b.clone());
-        let i = names.len() - 2;
-        peer.push(i + 1);
-        peer.push(i);
-    }
-    let mut topo = Topology::default();
-    for (n, &p) in names.iter().zip(&peer) {
-        let name = IfName::new(n).ok_or_else(|| format!("interface name `{n}' is too long"))?;
-        topo.ports.push(Port { name, peer: p });
-    }
+    let (names, mut topo) = match &cfg.routed {
+        Some(r) => routed_topology(r)?,
+        None => bridge_topology(&cfg.bridges)?,
+    };
     let tap = match &cfg.tap {
         Some(t) => {
             let tap = Tap::open(t).map_err(|e| format!("exception path: {e}"))?;
@@ -242,6 +237,58 @@ pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Runni
             r => r,
         },
     }
+}
+
+/// Bridge mode's ports, in the order they appear; each bridge pairs two of them.
+fn bridge_topology(bridges: &[(String, String)]) -> Result<(Vec<String>, Topology), String> {
+    if bridges.is_empty() {
+        return Err("no ports configured (bridge = [\"A\", \"B\"])".into());
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut peer: Vec<usize> = Vec::new();
+    for (a, b) in bridges {
+        if a == b || names.contains(a) || names.contains(b) {
+            return Err(format!("port pairs must be disjoint ({a}, {b})"));
+        }
+        names.push(a.clone());
+        names.push(b.clone());
+        let i = names.len() - 2;
+        peer.push(i + 1);
+        peer.push(i);
+    }
+    let mut topo = Topology::default();
+    for (n, &p) in names.iter().zip(&peer) {
+        topo.ports.push(Port {
+            name: if_name(n)?,
+            peer: p,
+        });
+    }
+    Ok((names, topo))
+}
+
+/// Routed mode's ports (each its own peer: the FIB chooses where a packet leaves).
+fn routed_topology(r: &RoutedPorts) -> Result<(Vec<String>, Topology), String> {
+    if r.names.is_empty() || r.names.len() != r.router.ports.len() {
+        return Err("routed mode needs its ports ([[port]] with name and address)".into());
+    }
+    let mut topo = Topology {
+        router: Some(Arc::clone(&r.router)),
+        ..Topology::default()
+    };
+    for (i, n) in r.names.iter().enumerate() {
+        if r.names[..i].contains(n) {
+            return Err(format!("port {n} is configured twice"));
+        }
+        topo.ports.push(Port {
+            name: if_name(n)?,
+            peer: i,
+        });
+    }
+    Ok((r.names.clone(), topo))
+}
+
+fn if_name(n: &str) -> Result<IfName, String> {
+    IfName::new(n).ok_or_else(|| format!("interface name `{n}' is too long"))
 }
 
 /// Prefix of the errors after which `backend = "auto"` falls back to AF_PACKET.

@@ -117,6 +117,11 @@ impl<I: PortIo> Worker<I> {
         // The TAP costs a system call per look: every 16th iteration is often enough for the
         // box's own traffic.
         self.iterations = self.iterations.wrapping_add(1);
+        if got == 0 {
+            // Timers that run without traffic (routed mode's ARP retries and failures).
+            self.io.default_tx_queue();
+            self.pipeline.idle_tick(&mut self.io, now());
+        }
         let tap = match &self.tap {
             Some(t) if self.iterations.is_multiple_of(16) => Some(Arc::clone(t)),
             _ => None,

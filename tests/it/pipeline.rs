@@ -288,12 +288,12 @@ fn flow_owner_is_symmetric_and_spreads_flows() {
         let rev = classifier::wire::headers::parse_ethernet(&g).unwrap();
         for key in [0, 0x1234_5678_9abc_def0] {
             assert_eq!(
-                flow_owner(&fwd, key, 4),
-                flow_owner(&rev, key, 4),
+                flow_owner(&fwd, &f, key, 4),
+                flow_owner(&rev, &g, key, 4),
                 "flow {i}"
             );
         }
-        counts[flow_owner(&fwd, 42, 4)] += 1;
+        counts[flow_owner(&fwd, &f, 42, 4)] += 1;
     }
     assert!(
         counts.iter().all(|&c| c > 800),
@@ -315,6 +315,7 @@ fn a_flow_received_by_another_worker_is_handed_to_its_owner() {
         .find(|f| {
             flow_owner(
                 &classifier::wire::headers::parse_ethernet(f).unwrap(),
+                f,
                 key,
                 2,
             ) == 0

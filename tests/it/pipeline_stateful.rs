@@ -227,6 +227,7 @@ fn frames_over_2048_bytes_are_handed_to_their_owner() {
         .find(|f| {
             flow_owner(
                 &classifier::wire::headers::parse_ethernet(f).unwrap(),
+                f,
                 key,
                 2,
             ) == 0

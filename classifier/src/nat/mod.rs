@@ -173,13 +173,23 @@ impl Owner {
         if self.workers <= 1 {
             return true;
         }
-        let ports = if t.has_ports() {
-            Some((t.sport, t.dport))
-        } else {
-            None
-        };
-        flow_hash(t.src, t.dst, ports, t.proto, self.key) % u64::from(self.workers)
+        flow_hash(t.src, t.dst, tuple_ports(t), t.proto, self.key) % u64::from(self.workers)
             == u64::from(self.me)
+    }
+}
+
+/// The ports the steering hash reads of a tuple: the ports, or an ICMP query's id twice (a
+/// request and its reply carry the same id, so NAT's choice of id picks the reply's worker).
+#[inline]
+pub fn tuple_ports(t: &Tuple) -> Option<(u16, u16)> {
+    if t.has_ports() {
+        Some((t.sport, t.dport))
+    } else if t.proto == crate::conntrack::tuple::proto::ICMP
+        && crate::conntrack::tuple::icmp_reply_type(t.icmp_type()).is_some()
+    {
+        Some((t.sport, t.sport))
+    } else {
+        None
     }
 }
 

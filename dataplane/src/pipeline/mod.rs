@@ -326,6 +326,13 @@ impl Pipeline {
 
     /// Turns flow steering on (several workers).
     pub fn with_steering(mut self, s: Steering) -> Pipeline {
+        if let Some(ct) = self.st.ct.as_mut() {
+            ct.set_nat_owner(classifier::nat::Owner {
+                key: s.key,
+                workers: s.workers as u16,
+                me: s.worker as u16,
+            });
+        }
         self.steering = s;
         self
     }
@@ -403,7 +410,12 @@ impl Pipeline {
             let route = match routed {
                 Some(rt) => {
                     if ethertype(f) == ETH_P_ARP {
-                        self.arp_in(io, port, *d);
+                        // Every worker keeps its own neighbour cache: each learns from every
+                        // ARP frame, and the one that received it answers.
+                        if steer {
+                            self.copy_to_all(port, f);
+                        }
+                        self.arp_in(io, port, *d, steer);
                         continue;
                     }
                     let mine = rt.ports.get(port).is_some_and(|p| f[..6] == p.mac);
@@ -448,21 +460,11 @@ impl Pipeline {
                     continue;
                 }
             };
-            if steer && self.steering.workers > 1 && route != Route::Local {
-                let owner = flow_owner(&h, self.steering.key, self.steering.workers);
+            // Routed mode steers the box's own traffic too: it is tracked like the rest.
+            if steer && self.steering.workers > 1 && (routed.is_some() || route != Route::Local) {
+                let owner = flow_owner(&h, f, self.steering.key, self.steering.workers);
                 if owner != self.steering.worker {
-                    let sent = match self.steering.out.get_mut(owner) {
-                        Some(Some(ring)) if !ring.is_full() && f.len() <= MAX_FRAME => {
-                            let mut m = Handoff {
-                                port: port as u8,
-                                len: f.len() as u16,
-                                data: [0; MAX_FRAME],
-                            };
-                            m.data[..f.len()].copy_from_slice(f);
-                            ring.push(m).is_ok()
-                        }
-                        _ => false,
-                    };
+                    let sent = self.hand_off(owner, port, f);
                     self.stats.add(
                         if sent {
                             Counter::HandoffOut
@@ -501,6 +503,31 @@ impl Pipeline {
         if let Some(ct) = self.st.ct.as_mut() {
             ct.age(AGE_BUDGET);
             self.age_fragments(now_ns);
+        }
+    }
+
+    /// Copies frame `f` (received on `port`) to worker `owner`'s ring; false when it is full.
+    fn hand_off(&mut self, owner: usize, port: usize, f: &[u8]) -> bool {
+        match self.steering.out.get_mut(owner) {
+            Some(Some(ring)) if !ring.is_full() && f.len() <= MAX_FRAME => {
+                let mut m = Handoff {
+                    port: port as u8,
+                    len: f.len() as u16,
+                    data: [0; MAX_FRAME],
+                };
+                m.data[..f.len()].copy_from_slice(f);
+                ring.push(m).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// Copies frame `f` to every other worker (ARP, which each worker's cache learns from).
+    fn copy_to_all(&mut self, port: usize, f: &[u8]) {
+        for w in 0..self.steering.workers {
+            if w != self.steering.worker && !self.hand_off(w, port, f) {
+                self.stats.add(Counter::HandoffDropped, 1);
+            }
         }
     }
 

@@ -127,9 +127,12 @@ impl Pipeline {
         let Some(src) = rt.select_addr(port, toward) else {
             return;
         };
-        if !self
-            .icmp
-            .allow(Ipv4Addr::from(sender.src), sender_now(&sender, self))
+        // `icmpv4_mask_allow`: fragmentation needed is never limited (PMTU discovery).
+        let pmtu = kind.msg_type == icmp::Message::DST_UNREACHABLE && kind.code == 4;
+        if !pmtu
+            && !self
+                .icmp
+                .allow(Ipv4Addr::from(sender.src), sender_now(&sender, self))
         {
             self.stats.add(Counter::RejectRateLimited, 1);
             return;
@@ -273,13 +276,16 @@ impl Pipeline {
     }
 
     /// An ARP frame arriving on `port` in routed mode: answered when it asks for one of the
-    /// box's addresses (`arp_ignore` 0: any of them, on any port), learnt from.
-    pub(super) fn arp_in<I: FrameIo>(&mut self, io: &mut I, port: usize, d: XdpDesc) {
+    /// box's addresses (`arp_ignore` 0: any of them, on any port) and `answer` is set (the
+    /// worker that received it; the others get a copy to learn from), learnt from.
+    pub(super) fn arp_in<I: FrameIo>(&mut self, io: &mut I, port: usize, d: XdpDesc, answer: bool) {
         let Some(rt) = self.router() else {
             io.free(d.addr);
             return;
         };
-        self.stats.add(Counter::ArpIn, 1);
+        if answer {
+            self.stats.add(Counter::ArpIn, 1);
+        }
         let msg = io.frame(d.addr, d.len).and_then(Arp::parse);
         io.free(d.addr);
         let (Some(msg), Some(p)) = (msg, rt.ports.get(port)) else {
@@ -300,7 +306,7 @@ impl Pipeline {
             self.neigh_acts = acts;
             self.run_neigh_actions(io, &rt);
         }
-        if msg.op == arp::REQUEST && for_us {
+        if msg.op == arp::REQUEST && for_us && answer {
             let reply = Arp {
                 op: arp::REPLY,
                 sender_mac: p.mac,

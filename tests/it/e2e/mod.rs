@@ -19,6 +19,7 @@ macro_rules! require_e2e {
     };
 }
 
+mod routed;
 mod stateful;
 
 const ACCEPT_ALL: &str =

@@ -166,8 +166,14 @@ impl Rig {
         } else {
             "frames = 512\n"
         };
+        // Routed cases bring their own [[port]] tables (last, after every top-level key).
+        let bridge = if extra.contains("[[port]]") {
+            ""
+        } else {
+            "[[bridge]]\nports = [\"pwf0\", \"pwf1\"]\n"
+        };
         let cfg = format!(
-            "rules = \"{}\"\nidle = \"adaptive\"\n{frames}log_file = \"{}\"\n{extra}\n[[bridge]]\nports = [\"pwf0\", \"pwf1\"]\n",
+            "rules = \"{}\"\nidle = \"adaptive\"\n{frames}log_file = \"{}\"\n{extra}\n{bridge}",
             self.path("rules").display(),
             self.path("log").display()
         );
