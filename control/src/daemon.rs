@@ -141,6 +141,31 @@ pub fn stats_lines(shards: &[Arc<StatsShard>]) -> String {
     s
 }
 
+/// What several routed workers cannot do yet: a destination rewrite fixes the reply's tuple,
+/// so NAT cannot steer it to the worker that made it (source NAT picks its ports so it can).
+fn cross_worker_warning(cfg: &DaemonConfig, rs: &Ruleset) -> Option<String> {
+    let dp = &cfg.dataplane;
+    if dp.routed.is_none() || dp.cores.len() < 2 || !dp.steering {
+        return None;
+    }
+    let rewrites = rs
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules)
+        .filter(|r| matches!(r.target, Target::Dnat(_) | Target::Redirect(_)))
+        .count();
+    (rewrites > 0).then(|| {
+        format!(
+            "{rewrites} DNAT/REDIRECT rule(s) with {} workers: a forwarded connection whose \
+             reply hashes to another worker than its first packet's is not seen by that worker \
+             (about {}% of them); use one core for port forwards until cross-worker claims land",
+            dp.cores.len(),
+            100 - 100 / dp.cores.len()
+        )
+    })
+}
+
 /// The configuration at `config_path` and the ruleset its `rules` file holds.
 fn load(config_path: &str) -> Result<(DaemonConfig, Ruleset), String> {
     let text = std::fs::read_to_string(config_path)
@@ -188,6 +213,9 @@ fn run(config_path: &str) -> Result<i32, String> {
     let mut running = dataplane::runtime::start(&cfg.dataplane, Arc::clone(&compiled))?;
     for n in &running.notes {
         eprintln!("pollwall: {n}");
+    }
+    if let Some(w) = cross_worker_warning(&cfg, &rs) {
+        eprintln!("pollwall: warning: {w}");
     }
     eprintln!("pollwall: ready");
     while !term.load(Ordering::Relaxed) {
