@@ -1,7 +1,8 @@
 //! `pollwall demo`: the main job on an embedded default ruleset.
 //!
-//! As root it builds a test topology in network namespaces it creates (a client host, pollwall
-//! bridging two veths, a server host: module `topology`), loads [`DEFAULT_RULES`] (a stateful
+//! As root it builds a test topology in network namespaces it creates (a LAN client, pollwall
+//! as a routed NAT gateway between two veths, a server on the uplink: module `topology`), loads
+//! [`DEFAULT_RULES`] with [`GATEWAY_NAT`] (MASQUERADE and one port forward) added (a stateful
 //! firewall: new connections from the client to ssh, web and DNS, replies by connection state,
 //! the rest logged with a rate limit and rejected), starts the AF_XDP dataplane in-process,
 //! runs traffic through it for a few seconds (module `live`), prints what each exchange did,
@@ -53,6 +54,30 @@ pub const DEFAULT_RULES: &str = "\
 -A to-server -j REJECT --reject-with icmp-port-unreachable
 COMMIT
 ";
+
+/// What the live demo adds to [`DEFAULT_RULES`] to make the box a NAT gateway: MASQUERADE on
+/// the uplink, one port forward (the uplink's :2222 to the LAN client's ssh) and the FORWARD
+/// rule that lets forwarded connections in.
+pub const GATEWAY_NAT: &str = "\
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -i pwf1 -p tcp -m tcp --dport 2222 -m comment --comment \"port forward to the LAN's ssh\" -j DNAT --to-destination 10.1.0.2:22
+-A POSTROUTING -o pwf1 -j MASQUERADE
+COMMIT
+";
+
+const PORT_FORWARD_RULE: &str = "-A FORWARD -i pwf1 -o pwf0 -m conntrack --ctstate DNAT -m comment --comment \"port forwards\" -j ACCEPT\n";
+
+/// The live demo's ruleset: the default one with [`GATEWAY_NAT`] and the port forward's
+/// FORWARD rule (after the INVALID drop).
+pub fn gateway_rules() -> String {
+    let invalid = "-A FORWARD -m conntrack --ctstate INVALID -j DROP\n";
+    let filter = DEFAULT_RULES.replacen(invalid, &format!("{invalid}{PORT_FORWARD_RULE}"), 1);
+    format!("{GATEWAY_NAT}{filter}")
+}
 
 /// The environment variable that picks the backend (`memory`, `afxdp`).
 pub const BACKEND_ENV: &str = "POLLWALL_DEMO_BACKEND";
@@ -135,8 +160,12 @@ fn iptables(rs: &Ruleset, args: &[&str]) -> Result<String, String> {
 
 /// The default ruleset, parsed.
 pub fn default_ruleset() -> Result<Ruleset, String> {
+    parse_embedded(DEFAULT_RULES)
+}
+
+fn parse_embedded(text: &str) -> Result<Ruleset, String> {
     let mut rs = Ruleset::new();
-    restore(DEFAULT_RULES, &RestoreOptions::default(), &mut rs).map_err(|e| {
+    restore(text, &RestoreOptions::default(), &mut rs).map_err(|e| {
         format!(
             "the embedded ruleset:\n{}",
             e.render("iptables-restore").trim_end()
@@ -160,13 +189,17 @@ pub fn main() -> i32 {
     }
 }
 
-fn demo() -> Result<bool, String> {
-    let mut rs = default_ruleset()?;
-    let compiled = Arc::new(CompiledRuleset::compile(
-        &rs,
+fn compile(rs: &Ruleset) -> Arc<CompiledRuleset> {
+    Arc::new(CompiledRuleset::compile(
+        rs,
         dataplane::worker::now_ns(),
         &TreeParams::default(),
-    ));
+    ))
+}
+
+fn demo() -> Result<bool, String> {
+    let mut rs = default_ruleset()?;
+    let mut compiled = compile(&rs);
     let targets = crate::daemon::log_targets(&rs);
     let choice = std::env::var(BACKEND_ENV).unwrap_or_default();
     let live_reason = match choice.as_str() {
@@ -190,9 +223,12 @@ fn demo() -> Result<bool, String> {
         Some(why) => in_memory(&why, true)?,
         None => {
             println!(
-                "pollwall demo: AF_XDP dataplane between network namespaces made for the demo\n"
+                "pollwall demo: a NAT gateway on the AF_XDP dataplane, between network namespaces made for the demo\n"
             );
-            print_ruleset(&rs)?;
+            let gateway = parse_embedded(&gateway_rules())?;
+            let (gw_compiled, gw_targets) =
+                (compile(&gateway), crate::daemon::log_targets(&gateway));
+            print_ruleset(&gateway)?;
             let interrupted = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 // A second signal ends the process at once; the first stops the run cleanly.
@@ -200,8 +236,16 @@ fn demo() -> Result<bool, String> {
                     .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&interrupted)))
                     .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
             }
-            match live::run(Arc::clone(&compiled), &targets, LIVE_BLAST, &interrupted) {
-                Ok(o) => o,
+            match live::run(
+                Arc::clone(&gw_compiled),
+                &gw_targets,
+                LIVE_BLAST,
+                &interrupted,
+            ) {
+                Ok(o) => {
+                    (rs, compiled) = (gateway, gw_compiled);
+                    o
+                }
                 Err(live::Failure::Setup(e)) if choice != "afxdp" => {
                     println!("pollwall demo: {e} (removed what it made)");
                     in_memory("the live topology could not be set up", false)?
@@ -252,6 +296,14 @@ fn report(rs: &mut Ruleset, compiled: &CompiledRuleset, o: Outcome) -> Result<bo
     crate::counters::fold(rs, compiled, &states);
     println!("\n$ iptables -L -v -n");
     print!("{}", iptables(rs, &["-L", "-v", "-n"])?);
+    if rs
+        .tables
+        .iter()
+        .any(|t| t.kind == classifier::TableKind::Nat)
+    {
+        println!("\n$ iptables -t nat -L -v -n");
+        print!("{}", iptables(rs, &["-t", "nat", "-L", "-v", "-n"])?);
+    }
     println!();
     for l in o.rate.iter().chain(&o.accounting) {
         println!("{l}");

@@ -3,12 +3,16 @@
 //! echo servers in the server namespace and the client's traffic from threads in the client
 //! namespace, then stops everything and removes what it made.
 //!
+//! pollwall runs in routed mode (ports 10.1.0.1 and 10.2.0.1, no static neighbours) with the
+//! gateway ruleset (MASQUERADE out of `pwf1`, `:2222` forwarded to the LAN client's `:22`).
 //! Traffic: a 1 MiB TCP echo on :80, a connect to :23 (refused by pollwall's RST), UDP echoes on
-//! :53, a datagram to :161 (refused by pollwall's ICMP port unreachable), then a UDP blast to :53
+//! :53, a datagram to :161 (refused by pollwall's ICMP port unreachable), an unsolicited datagram
+//! from the server (FORWARD's policy), the port forward from the uplink, then a UDP blast to :53
 //! for the packet rate: forwarded frames (the dataplane's own counter) over the blast's duration.
 //! Every wait is bounded; SIGINT/SIGTERM stop the run between steps and still clean up.
 
-use super::topology::{join, spawn_in, tool, Topology, CLIENT_IP, SERVER_IP};
+use super::topology::{join, spawn_in, tool, Topology, CLIENT_IP, SERVER_IP, UPLINK_IP};
+use super::topology::{FW_CLIENT_MAC, FW_SERVER_MAC};
 use super::topology::{FW_CLIENT_SIDE, FW_SERVER_SIDE};
 use super::{pps, Outcome, Step};
 use crate::daemon::{drain_logs, stats_lines};
@@ -236,7 +240,79 @@ fn udp_server(u: &UdpSocket, stop: &AtomicBool, echo: &AtomicBool, count: &Atomi
 }
 
 fn server_addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([10, 9, 0, 2], port))
+    SocketAddr::from(([10, 2, 0, 2], port))
+}
+
+/// The gateway's two routed ports: `pwf0` the LAN's gateway, `pwf1` the uplink (MASQUERADE's
+/// address), no static routes or neighbours (ARP resolves them).
+fn gateway_ports() -> Result<dataplane::runtime::RoutedPorts, String> {
+    use dataplane::route::{IfAddr, RoutedPort, Router};
+    let port = |mac, a: [u8; 4]| RoutedPort {
+        mac,
+        addrs: vec![IfAddr {
+            addr: u32::from_be_bytes(a),
+            len: 24,
+        }],
+        mtu: 1500,
+    };
+    let router = Router::build(
+        vec![
+            port(FW_CLIENT_MAC, [10, 1, 0, 1]),
+            port(FW_SERVER_MAC, [10, 2, 0, 1]),
+        ],
+        &[],
+        &[],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(dataplane::runtime::RoutedPorts {
+        names: vec![FW_CLIENT_SIDE.into(), FW_SERVER_SIDE.into()],
+        router: Arc::new(router),
+    })
+}
+
+/// The peer the LAN server saw, or why none came.
+type PeerSeen = Result<SocketAddr, String>;
+
+const SSH_BANNER: &str = "SSH-2.0-pollwall-demo\r\n";
+
+/// A one-connection "ssh" server on the LAN client's :22: sends a banner; returns the peer it saw.
+fn lan_banner(ns: &str) -> Result<JoinHandle<Result<PeerSeen, String>>, String> {
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let h = spawn_in(ns, "lan-ssh", move || {
+        let l = TcpListener::bind((CLIENT_IP, 22)).map_err(|e| format!("LAN :22: {e}"))?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let _ = ready_tx.send(());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok((mut c, from)) = l.accept() {
+                let _ = c.write_all(SSH_BANNER.as_bytes());
+                return Ok(from);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Err("no connection reached the LAN's :22".to_string())
+    })?;
+    let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+    Ok(h)
+}
+
+/// From the uplink side: connects to the gateway's :2222 and reads the banner line.
+fn read_forwarded_banner() -> Result<String, String> {
+    let to = SocketAddr::from(([10, 2, 0, 1], 2222));
+    let mut c = TcpStream::connect_timeout(&to, Duration::from_secs(3))
+        .map_err(|e| format!("connect: {e}"))?;
+    c.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    let mut b = [0u8; 64];
+    while !got.ends_with(b"\n") {
+        match c.read(&mut b) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    Ok(String::from_utf8_lossy(&got).trim_end().to_string())
 }
 
 /// Sends `len` bytes to the server's :80 and reads them back; the time it took.
@@ -364,7 +440,7 @@ pub fn run(
     // Dropped last (declared first): the namespaces outlive the servers and the dataplane.
     let topo = Topology::build(&tag).map_err(Failure::Setup)?;
     let cfg = DataplaneConfig {
-        bridges: vec![(FW_CLIENT_SIDE.into(), FW_SERVER_SIDE.into())],
+        routed: Some(gateway_ports().map_err(Failure::Setup)?),
         cores: vec![None],
         frames_per_worker: 2048,
         idle: IdlePolicy::Adaptive { idle_spins: 2000 },
@@ -374,7 +450,7 @@ pub fn run(
     let mut dp = Dataplane::start(topo.fw.name(), cfg, rules, targets.clone())
         .map_err(|e| Failure::Setup(format!("cannot start the AF_XDP dataplane: {e}")))?;
     let mut notes = vec![format!(
-        "topology: {} (client {CLIENT_IP} on pwc0) — pwf0 [pollwall in {}] pwf1 — {} (server {SERVER_IP} on pws0)",
+        "topology: {} (LAN client {CLIENT_IP} on pwc0) — pwf0 10.1.0.1 [pollwall, a routed NAT gateway, in {}] {UPLINK_IP} pwf1 — {} (server {SERVER_IP} on pws0)",
         topo.client.name(),
         topo.fw.name(),
         topo.server.name()
@@ -459,6 +535,24 @@ pub fn run(
             Ok(_) => "UDP from the server's :5000 to the client: ARRIVED, the policy did not drop it".into(),
         },
     ));
+
+    // The port forward: from the uplink to the gateway's :2222, DNAT to the LAN's ssh.
+    check_interrupt(interrupted)?;
+    let banner = lan_banner(topo.client.name()).map_err(Failure::Run)?;
+    let r = join(
+        spawn_in(topo.server.name(), "forward-client", read_forwarded_banner)
+            .map_err(Failure::Run)?,
+        "forward-client",
+    )
+    .map_err(Failure::Run)?;
+    let served = join(banner, "lan-ssh").map_err(Failure::Run)?;
+    steps.push(match (r, served) {
+        (Ok(b), Ok(from)) if b == SSH_BANNER.trim_end() => Step::new(
+            true,
+            format!("TCP {UPLINK_IP}:2222 from the uplink: forwarded to {CLIENT_IP}:22 (DNAT), which saw {from} and answered {b:?}"),
+        ),
+        (r, s) => Step::new(false, format!("TCP {UPLINK_IP}:2222 port forward FAILED: {r:?} / {s:?}")),
+    });
 
     // The rate: one direction only (the server counts, does not echo).
     check_interrupt(interrupted)?;

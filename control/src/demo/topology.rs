@@ -1,6 +1,7 @@
-//! The demo's test topology: three network namespaces it creates (`pwdemo<pid>c` client,
-//! `pwdemo<pid>f` firewall, `pwdemo<pid>s` server) and two veth pairs, client `pwc0` — `pwf0`
-//! firewall `pwf1` — `pws0` server, removed again on every path (explicitly, and by `Drop` on
+//! The demo's test topology: three network namespaces it creates (`pwdemo<pid>c` LAN client,
+//! `pwdemo<pid>f` the gateway, `pwdemo<pid>s` uplink server) and two veth pairs, client `pwc0`
+//! (10.1.0.2, default route via pollwall's 10.1.0.1) — `pwf0` pollwall `pwf1` (10.2.0.1) —
+//! `pws0` server (10.2.0.2), removed again on every path (explicitly, and by `Drop` on
 //! errors and panics).
 //!
 //! Safety rules: every veth is created with `ip -n FW link add ... peer ... netns HOST`, so both
@@ -15,8 +16,15 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 
-pub const CLIENT_IP: &str = "10.9.0.1";
-pub const SERVER_IP: &str = "10.9.0.2";
+/// The LAN client (behind pollwall) and the server on the uplink side.
+pub const CLIENT_IP: &str = "10.1.0.2";
+pub const SERVER_IP: &str = "10.2.0.2";
+/// pollwall's addresses: the LAN's gateway and the uplink address MASQUERADE uses.
+pub const LAN_GW: &str = "10.1.0.1";
+pub const UPLINK_IP: &str = "10.2.0.1";
+/// The MACs of pollwall's two ports.
+pub const FW_CLIENT_MAC: [u8; 6] = [0x02, 0x70, 0x77, 0, 0, 0xf0];
+pub const FW_SERVER_MAC: [u8; 6] = [0x02, 0x70, 0x77, 0, 0, 0xf1];
 pub const CLIENT_MAC: &str = "02:70:77:00:00:01";
 pub const SERVER_MAC: &str = "02:70:77:00:00:02";
 /// The firewall's ports: towards the client, towards the server (the ruleset names them).
@@ -142,15 +150,34 @@ impl Topology {
                 ],
             )?;
         }
-        for (fw_if, host, host_if, mac, addr) in [
-            (FW_CLIENT_SIDE, &client, CLIENT_IF, CLIENT_MAC, CLIENT_IP),
-            (FW_SERVER_SIDE, &server, SERVER_IF, SERVER_MAC, SERVER_IP),
+        for (fw_if, fw_mac, host, host_if, mac, addr, gw) in [
+            (
+                FW_CLIENT_SIDE,
+                FW_CLIENT_MAC,
+                &client,
+                CLIENT_IF,
+                CLIENT_MAC,
+                CLIENT_IP,
+                LAN_GW,
+            ),
+            (
+                FW_SERVER_SIDE,
+                FW_SERVER_MAC,
+                &server,
+                SERVER_IF,
+                SERVER_MAC,
+                SERVER_IP,
+                UPLINK_IP,
+            ),
         ] {
+            let fw_mac = fw_mac.map(|b| format!("{b:02x}")).join(":");
             // Both ends are created inside namespaces: FW's end in FW, the peer in HOST.
             fw.ip(&[
                 "link",
                 "add",
                 fw_if,
+                "address",
+                &fw_mac,
                 "type",
                 "veth",
                 "peer",
@@ -168,6 +195,14 @@ impl Topology {
             )?;
             host.ip(&["addr", "add", &format!("{addr}/24"), "dev", host_if])?;
             host.ip(&["link", "set", host_if, "up"])?;
+            // The LAN's default route is pollwall; the server reaches the LAN through it too
+            // (so that unsolicited traffic from outside meets FORWARD's policy).
+            let (to, via) = if gw == LAN_GW {
+                ("default", LAN_GW)
+            } else {
+                ("10.1.0.0/24", UPLINK_IP)
+            };
+            host.ip(&["route", "add", to, "via", via])?;
         }
         Ok(Topology { client, server, fw })
     }

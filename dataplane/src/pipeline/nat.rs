@@ -124,7 +124,10 @@ impl Pipeline {
         let o = self.groups[g as usize].ct[i];
         let state = self.groups[g as usize].m[i].ct.state;
         let mut info = ct.info(&o);
-        info.state = state;
+        // The packet's state stays; the binding's virtual states (`--ctstate SNAT/DNAT`, read
+        // from the connection's status as xt_conntrack does) are seen by the hooks after it.
+        let nat_bits = classifier::ct_state::SNAT | classifier::ct_state::DNAT;
+        info.state = state | (info.state & nat_bits);
         self.groups[g as usize].m[i].ct = info;
         true
     }

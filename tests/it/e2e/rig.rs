@@ -21,6 +21,11 @@ pub const SERVER_MAC: &str = "02:70:77:00:00:02";
 static SERIAL: Mutex<()> = Mutex::new(());
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// Holds the e2e lock (for cases that run AF_XDP without a [`Rig`], like the demo).
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Why the e2e tests cannot run here, if they cannot.
 pub fn skip_reason() -> Option<String> {
     if let Err(e) = require_root_and(&["ip", "ethtool"]) {

@@ -7,7 +7,7 @@
 //! two LAN clients with the same source port get different translated ports; and the same with
 //! two workers, where NAT picks only ports whose replies hash back to the picking worker.
 
-use super::rig::{echo_server, skip_reason, spawn_in_ns, tcp_echo, Rig};
+use super::rig::{echo_server, serial, skip_reason, spawn_in_ns, tcp_echo, Rig};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -332,4 +332,38 @@ fn tcp_echo_from(from: &str, to: &str, port: u16, len: usize) -> Result<(), Stri
     (got == data)
         .then_some(())
         .ok_or_else(|| format!("echoed {} bytes, sent {len}", got.len()))
+}
+
+#[test]
+fn e2e_demo_runs_a_nat_gateway() {
+    require_e2e!();
+    let _serial = serial();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pollwall-under-test"))
+        .arg("demo")
+        .env("POLLWALL_DEMO_BACKEND", "afxdp")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("FAIL"), "{text}");
+    // MASQUERADE: the reply tuple goes to the uplink address; the port forward's reply comes
+    // from the LAN server.
+    assert!(
+        text.lines().any(|l| l.contains("src=10.1.0.2 dst=10.2.0.2")
+            && l.contains("src=10.2.0.2 dst=10.2.0.1 sport=80")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("dport=2222 src=10.1.0.2 dst=10.2.0.2 sport=22")),
+        "{text}"
+    );
+    assert!(text.contains("forwarded to 10.1.0.2:22 (DNAT)"), "{text}");
+    assert!(text.contains("$ iptables -t nat -L -v -n"), "{text}");
 }
