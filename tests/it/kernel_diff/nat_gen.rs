@@ -149,9 +149,12 @@ pub fn ruleset(rng: &mut Rng, later: &mut Rng, newer: &mut Rng) -> (String, NatP
     // fw's own stack stays out of it: what reaches INPUT (a packet for fw's address that NAT
     // did not take, being INVALID or untracked) is counted and dropped on both sides, so the
     // kernel's stack never answers it with a reset or an unreachable no replay could make.
+    // Counting rules on the bindings' virtual states: DNAT is set in PREROUTING, before
+    // FORWARD sees the first packet; SNAT in POSTROUTING, after it (no randomness drawn, so
+    // kept seeds keep their rulesets).
     text = text.replacen(
         ":ct_check - [0:0]\n",
-        ":ct_check - [0:0]\n-A INPUT -j DROP\n",
+        ":ct_check - [0:0]\n-A INPUT -j DROP\n-A FORWARD -m conntrack --ctstate DNAT\n-A FORWARD -m conntrack --ctstate SNAT\n",
         1,
     );
     if plan.snat.is_some() || plan.clash.is_some() {
@@ -175,7 +178,7 @@ pub fn ruleset(rng: &mut Rng, later: &mut Rng, newer: &mut Rng) -> (String, NatP
     }
     text.push_str("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n");
     // A counting rule in each chain: the nat table sees only first packets.
-    text.push_str("-A PREROUTING\n-A POSTROUTING\n");
+    text.push_str("-A PREROUTING\n-A POSTROUTING\n-A POSTROUTING -m conntrack --ctstate DNAT\n");
     for f in &plan.forwards {
         text.push_str(&f.rule);
     }
