@@ -84,6 +84,7 @@ counters! {
     RouteNotForUs = "route_not_for_us": "frames addressed to another MAC, or group-addressed frames to forward",
     RouteTooBig = "route_too_big": "frames over the egress MTU without DF that this dataplane does not fragment",
     IcmpErrorSent = "icmp_error_sent": "ICMP errors the routing step sent (time exceeded, unreachable, fragmentation needed)",
+    EchoReplied = "echo_replied": "ICMP echo requests to the box's addresses answered (routed mode without a TAP)",
     ArpReplied = "arp_replied": "ARP requests for the box's addresses answered",
     ArpRequested = "arp_requested": "ARP requests sent to resolve next hops",
     ArpIn = "arp_in": "ARP messages received in routed mode",

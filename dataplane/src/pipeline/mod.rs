@@ -809,6 +809,10 @@ impl Pipeline {
                 }
                 // A NAT helper may have resized it.
                 let d = self.groups[g as usize].d[i];
+                if self.tap.is_none() && self.answer_echo(io, d) {
+                    self.stats.add(Counter::LocalIn, 1);
+                    return;
+                }
                 match (&self.tap, io.frame(d.addr, d.len)) {
                     (Some(tap), Some(f)) => {
                         if tap.write(f).is_ok() {

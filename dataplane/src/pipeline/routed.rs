@@ -152,6 +152,63 @@ impl Pipeline {
         }
     }
 
+    /// Routed mode without a TAP: answers an ICMP echo request INPUT accepted for one of the
+    /// box's unicast addresses, as `icmp_echo` does (the request's TOS and payload, TTL 64, no
+    /// DF), rewriting the frame in place and sending it through OUTPUT. False (the caller
+    /// frees `d`) for anything else: options, a reassembled datagram, a broadcast.
+    pub(super) fn answer_echo<I: FrameIo>(&mut self, io: &mut I, d: XdpDesc) -> bool {
+        let Some(rt) = self.router() else {
+            return false;
+        };
+        let Some(h) = io.frame(d.addr, d.len).and_then(|f| parse_ethernet(f).ok()) else {
+            return false;
+        };
+        let is_request = matches!(
+            h.l4,
+            classifier::packet::L4::Icmp {
+                icmp_type: 8,
+                code: 0
+            }
+        );
+        let whole = h.frag_off == 0 && !h.more_frags && h.ihl_bytes == 20;
+        if !is_request || !whole || rt.lookup(h.dst) != Hop::Local {
+            return false;
+        }
+        let (port, toward) = match rt.lookup(h.src) {
+            Hop::Forward { port, gateway } => (port, if gateway == 0 { h.src } else { gateway }),
+            _ => return false,
+        };
+        let mtu = rt.ports.get(usize::from(port)).map_or(1500, |p| p.mtu);
+        if h.ip_len > mtu {
+            return false;
+        }
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let (l3, len) = (usize::from(h.l3_offset), usize::from(h.ip_len));
+        let Some(ip) = io
+            .frame_mut(d.addr, d.len)
+            .and_then(|f| f.get_mut(l3..l3 + len))
+        else {
+            return false;
+        };
+        ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
+        ip[6..8].copy_from_slice(&[0, 0]);
+        ip[8] = 64;
+        let (src, dst) = (h.src.to_be_bytes(), h.dst.to_be_bytes());
+        ip[12..16].copy_from_slice(&dst);
+        ip[16..20].copy_from_slice(&src);
+        ip[10..12].copy_from_slice(&[0, 0]);
+        let c = internet_checksum(&ip[..20]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let icmp = &mut ip[20..];
+        icmp[0] = 0;
+        icmp[2..4].copy_from_slice(&[0, 0]);
+        let c = internet_checksum(icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        self.stats.add(Counter::EchoReplied, 1);
+        self.send_local(io, d, port, toward);
+        true
+    }
+
     /// A packet the box itself sends out of `port` toward next hop `hop`: into OUTPUT.
     pub(super) fn send_local<I: FrameIo>(&mut self, io: &mut I, d: XdpDesc, port: u8, hop: u32) {
         let Some(Ok(h)) = io.frame(d.addr, d.len).map(parse_ethernet) else {
@@ -348,4 +405,16 @@ fn rewrite_macs<I: FrameIo>(io: &mut I, d: XdpDesc, dst: [u8; 6], src: [u8; 6]) 
         f[..6].copy_from_slice(&dst);
         f[6..12].copy_from_slice(&src);
     }
+}
+
+/// The Internet checksum of `b` (RFC 1071).
+fn internet_checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }

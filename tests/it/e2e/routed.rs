@@ -2,7 +2,7 @@
 //! namespace (10.1.0.0/24, two client addresses, default route via the box) and an uplink
 //! namespace (10.2.0.0/24, no route back to the LAN), with no static neighbours (ARP must work),
 //! MASQUERADE on the uplink and one DNAT port forward. Shown here: TCP 1 MiB both ways, UDP and
-//! ping through MASQUERADE; the port forward from the uplink to a LAN server; ICMP time
+//! ping through MASQUERADE; the box answering pings to its own address; the port forward from the uplink to a LAN server; ICMP time
 //! exceeded at TTL 1 and fragmentation needed for a DF datagram over the uplink's MTU (1400);
 //! two LAN clients with the same source port get different translated ports; and the same with
 //! two workers, where NAT picks only ports whose replies hash back to the picking worker.
@@ -151,11 +151,12 @@ fn e2e_routed_masquerade_tcp_udp_ping_and_a_port_forward() {
     let stop = Arc::new(AtomicBool::new(false));
     let srv = echo_server(&r.s, SERVER, 7, Arc::clone(&stop));
     let lan_srv = echo_server(&r.c, CLIENT_A, 7, Arc::clone(&stop));
-    let (tcp, udp, pings) = Rig::in_ns(&r.c, || {
+    let (tcp, udp, pings, gw_pings) = Rig::in_ns(&r.c, || {
         (
             tcp_echo(SERVER, 7, 1 << 20),
             udp_echoes(CLIENT_B, SERVER, 7, 20),
             ping(SERVER, 0x7077, 5),
+            ping(GATEWAY, 0x7078, 3),
         )
     });
     // The port forward: the uplink side connects to the box's uplink address.
@@ -171,6 +172,9 @@ fn e2e_routed_masquerade_tcp_udp_ping_and_a_port_forward() {
     assert_eq!(tcp, Ok(()), "{}", out.stderr);
     assert_eq!(udp, 20, "{}", out.stderr);
     assert_eq!(pings, 5, "{}", out.stderr);
+    // The box answers pings to its own addresses (INPUT accepts them here).
+    assert_eq!(gw_pings, 3, "{}", out.stderr);
+    assert_eq!(out.counter("echo_replied"), 3, "{}", out.stderr);
     assert_eq!(forwarded, Ok(()), "{}", out.stderr);
     assert_eq!(seen.len(), 1, "{}", out.stderr);
     assert_eq!(*seen[0].ip(), ip(UPLINK));
