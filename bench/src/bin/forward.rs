@@ -16,8 +16,10 @@
 //! ```sh
 //! cargo run --release -p bench --bin forward -- [--rules 0,1000,10000] [--duration 3]
 //!     [--flows 16] [--size 60] [--systems pollwall,legacy,nft] [--pps RATE] [--repeat 3]
-//!     [--out DIR]
+//!     [--out DIR] [--stateful | --masquerade]
 //! ```
+//! `--masquerade`: routed with `-t nat -A POSTROUTING -o f1 -j MASQUERADE` and the stateful head
+//! (pollwall in routed mode with the kernel run's addresses and static neighbour).
 //! Each configuration gets a 0.3 s warm-up, then `--repeat` runs; the median is reported.
 //! `--pps RATE` offers the same paced rate to every system from the AF_XDP sender (loss at a
 //! given load) instead of saturating.
@@ -183,9 +185,12 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
     .map_err(|_| "thread panicked".to_string())?
 }
 
-fn rules_text(n: usize, stateful: bool) -> String {
-    let mut s =
-        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+fn rules_text(n: usize, stateful: bool, masquerade: bool) -> String {
+    let mut s = String::new();
+    if masquerade {
+        s.push_str("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o f1 -j MASQUERADE\nCOMMIT\n");
+    }
+    s.push_str("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
     if stateful {
         // The classic head of a stateful ruleset: every packet is tracked, known flows leave
         // at the first rule, the rest (here: every packet of the one-way flows) go on.
@@ -229,6 +234,9 @@ struct Opts {
     repeat: usize,
     /// Track connections (a stateful head in front of the rules; the kernel loads conntrack).
     stateful: bool,
+    /// Routed, with MASQUERADE out of f1 (implies `stateful`): pollwall in routed mode, the
+    /// kernel with the same nat rule.
+    masquerade: bool,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -242,6 +250,7 @@ fn parse() -> Result<Opts, String> {
         pps: 0,
         repeat: 3,
         stateful: false,
+        masquerade: false,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -249,8 +258,9 @@ fn parse() -> Result<Opts, String> {
         .collect();
     let mut i = 0;
     while i < args.len() {
-        if args[i] == "--stateful" {
+        if args[i] == "--stateful" || args[i] == "--masquerade" {
             o.stateful = true;
+            o.masquerade |= args[i] == "--masquerade";
             i += 1;
             continue;
         }
@@ -319,13 +329,42 @@ fn measure_once(topo: &Topo, o: &Opts, xsk: bool) -> Result<(f64, f64), String> 
     Ok((rep.pps(), got as f64 / secs))
 }
 
+/// pollwall's routed ports with the kernel run's addressing (f0 10.10.0.1/24, f1 10.11.0.1/24,
+/// the sink 10.11.0.2 a static neighbour); called inside the firewall namespace.
+fn routed_ports() -> Result<dataplane::runtime::RoutedPorts, String> {
+    use dataplane::route::{IfAddr, RoutedPort, Router};
+    let port = |mac, a: [u8; 4]| RoutedPort {
+        mac,
+        addrs: vec![IfAddr {
+            addr: u32::from_be_bytes(a),
+            len: 24,
+        }],
+        mtu: 1500,
+    };
+    let f1 = dataplane::netdev::hw_addr("f1").map_err(|e| format!("f1: {e}"))?;
+    let router = Router::build(
+        vec![port(F0_MAC, [10, 10, 0, 1]), port(f1, [10, 11, 0, 1])],
+        &[],
+        &[(u32::from_be_bytes([10, 11, 0, 2]), S0_MAC)],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(dataplane::runtime::RoutedPorts {
+        names: vec!["f0".into(), "f1".into()],
+        router: Arc::new(router),
+    })
+}
+
 fn run_pollwall(n: usize, o: &Opts) -> Result<Row, String> {
     let topo = Topo::new(&format!("{}", std::process::id()))?;
     let mut rs = classifier::Ruleset::new();
-    control::restore::restore(&rules_text(n, o.stateful), &Default::default(), &mut rs)
-        .map_err(|e| e.render("iptables-restore"))?;
+    control::restore::restore(
+        &rules_text(n, o.stateful, o.masquerade),
+        &Default::default(),
+        &mut rs,
+    )
+    .map_err(|e| e.render("iptables-restore"))?;
     let compiled = Arc::new(CompiledRuleset::compile(&rs, 0, &TreeParams::default()));
-    let cfg = DataplaneConfig {
+    let mut cfg = DataplaneConfig {
         bridges: vec![("f0".into(), "f1".into())],
         cores: vec![Some(1)],
         frames_per_worker: 2048,
@@ -333,7 +372,14 @@ fn run_pollwall(n: usize, o: &Opts) -> Result<Row, String> {
         attach: AttachMode::Auto,
         ..DataplaneConfig::default()
     };
-    let running = in_ns(&topo.f, move || dataplane::runtime::start(&cfg, compiled))??;
+    let masquerade = o.masquerade;
+    let running = in_ns(&topo.f, move || {
+        if masquerade {
+            cfg.bridges.clear();
+            cfg.routed = Some(routed_ports()?);
+        }
+        dataplane::runtime::start(&cfg, compiled)
+    })??;
     let r = measure(&topo, o, false);
     let exits = running.stop();
     let lost: u32 = exits.iter().map(|e| e.report.lost).sum();
@@ -359,7 +405,7 @@ fn run_kernel(system: &str, n: usize, o: &Opts) -> Result<Row, String> {
     let topo = Topo::new(&format!("{}", std::process::id()))?;
     topo.kernel_router()?;
     let rules = std::env::temp_dir().join(format!("pwbench-{}-{n}.rules", std::process::id()));
-    std::fs::write(&rules, rules_text(n, o.stateful)).map_err(|e| e.to_string())?;
+    std::fs::write(&rules, rules_text(n, o.stateful, o.masquerade)).map_err(|e| e.to_string())?;
     let script = format!("{tool} -w < {}", rules.display());
     let r = sh(&["ip", "netns", "exec", &topo.f, "sh", "-c", &script]);
     let _ = std::fs::remove_file(&rules);
