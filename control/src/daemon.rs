@@ -170,8 +170,7 @@ fn cross_worker_warning(cfg: &DaemonConfig, rs: &Ruleset) -> Option<String> {
 fn load(config_path: &str) -> Result<(DaemonConfig, Ruleset), String> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| format!("cannot read {config_path}: {e}"))?;
-    let cfg = daemon_config::parse(&text).map_err(|e| format!("{config_path}: {e}"))?;
-    let mut cfg = cfg;
+    let mut cfg = daemon_config::parse(&text).map_err(|e| format!("{config_path}: {e}"))?;
     if let Some(spec) = &cfg.routed {
         if spec.kernel_routes {
             return Err(format!(

@@ -145,12 +145,11 @@ pub(crate) fn parse(
         if let Some(mtu) = p.mtu.filter(|&m| m < 68) {
             return Err(ctx(format!("mtu {mtu} is below IPv4's minimum of 68")));
         }
-        let mtu = p.mtu;
         spec.ports.push(PortSpec {
             mac: p.mac.as_deref().map(parse_mac).transpose().map_err(ctx)?,
             name: p.name,
             addrs,
-            mtu,
+            mtu: p.mtu,
         });
     }
     for r in routes {

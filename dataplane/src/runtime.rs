@@ -12,7 +12,7 @@ use crate::io::PortIo;
 use crate::log::LogRecord;
 use crate::netdev::{self, ifindex, rx_queues};
 use crate::pipeline::{Handoff, Pipeline, Port, QueuedFrame, Sinks, Steering, Topology};
-use crate::route::Router;
+use crate::route::{IfAddr, RoutedPort, Router};
 use crate::stats::StatsShard;
 use crate::tap::Tap;
 use crate::worker::{IdlePolicy, Worker, WorkerExit};
@@ -200,6 +200,29 @@ pub fn ring_sizes(frames: u32, sockets: u32, rx: u32, tx: u32) -> Result<RingSiz
         fill: rx,
         comp: tx,
     })
+}
+
+impl RoutedPorts {
+    /// Ports given as (name, MAC, address), each with the Ethernet MTU and only its connected
+    /// route, and these static neighbours (address, MAC).
+    pub fn connected(
+        ports: &[(&str, [u8; 6], IfAddr)],
+        neighbors: &[(u32, [u8; 6])],
+    ) -> Result<RoutedPorts, String> {
+        let routed = ports
+            .iter()
+            .map(|&(_, mac, addr)| RoutedPort {
+                mac,
+                addrs: vec![addr],
+                mtu: 1500,
+            })
+            .collect();
+        let router = Router::build(routed, &[], neighbors).map_err(|e| e.to_string())?;
+        Ok(RoutedPorts {
+            names: ports.iter().map(|p| p.0.to_string()).collect(),
+            router: Arc::new(router),
+        })
+    }
 }
 
 /// Starts the dataplane on `rules`.

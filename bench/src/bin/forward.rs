@@ -332,26 +332,15 @@ fn measure_once(topo: &Topo, o: &Opts, xsk: bool) -> Result<(f64, f64), String> 
 /// pollwall's routed ports with the kernel run's addressing (f0 10.10.0.1/24, f1 10.11.0.1/24,
 /// the sink 10.11.0.2 a static neighbour); called inside the firewall namespace.
 fn routed_ports() -> Result<dataplane::runtime::RoutedPorts, String> {
-    use dataplane::route::{IfAddr, RoutedPort, Router};
-    let port = |mac, a: [u8; 4]| RoutedPort {
-        mac,
-        addrs: vec![IfAddr {
-            addr: u32::from_be_bytes(a),
-            len: 24,
-        }],
-        mtu: 1500,
-    };
+    use dataplane::route::IfAddr;
     let f1 = dataplane::netdev::hw_addr("f1").map_err(|e| format!("f1: {e}"))?;
-    let router = Router::build(
-        vec![port(F0_MAC, [10, 10, 0, 1]), port(f1, [10, 11, 0, 1])],
-        &[],
+    dataplane::runtime::RoutedPorts::connected(
+        &[
+            ("f0", F0_MAC, IfAddr::new([10, 10, 0, 1], 24)),
+            ("f1", f1, IfAddr::new([10, 11, 0, 1], 24)),
+        ],
         &[(u32::from_be_bytes([10, 11, 0, 2]), S0_MAC)],
     )
-    .map_err(|e| e.to_string())?;
-    Ok(dataplane::runtime::RoutedPorts {
-        names: vec!["f0".into(), "f1".into()],
-        router: Arc::new(router),
-    })
 }
 
 fn run_pollwall(n: usize, o: &Opts) -> Result<Row, String> {

@@ -173,15 +173,20 @@ impl Owner {
         if self.workers <= 1 {
             return true;
         }
-        flow_hash(t.src, t.dst, tuple_ports(t), t.proto, self.key) % u64::from(self.workers)
-            == u64::from(self.me)
+        tuple_hash(t, self.key) % u64::from(self.workers) == u64::from(self.me)
     }
+}
+
+/// The steering hash of a tuple: what the dataplane steers a packet with this tuple by.
+#[inline]
+pub fn tuple_hash(t: &Tuple, key: u64) -> u64 {
+    flow_hash(t.src, t.dst, tuple_ports(t), t.proto, key)
 }
 
 /// The ports the steering hash reads of a tuple: the ports, or an ICMP query's id twice (a
 /// request and its reply carry the same id, so NAT's choice of id picks the reply's worker).
 #[inline]
-pub fn tuple_ports(t: &Tuple) -> Option<(u16, u16)> {
+fn tuple_ports(t: &Tuple) -> Option<(u16, u16)> {
     if t.has_ports() {
         Some((t.sport, t.dport))
     } else if t.proto == crate::conntrack::tuple::proto::ICMP

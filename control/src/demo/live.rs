@@ -246,28 +246,22 @@ fn server_addr(port: u16) -> SocketAddr {
 /// The gateway's two routed ports: `pwf0` the LAN's gateway, `pwf1` the uplink (MASQUERADE's
 /// address), no static routes or neighbours (ARP resolves them).
 fn gateway_ports() -> Result<dataplane::runtime::RoutedPorts, String> {
-    use dataplane::route::{IfAddr, RoutedPort, Router};
-    let port = |mac, a: [u8; 4]| RoutedPort {
-        mac,
-        addrs: vec![IfAddr {
-            addr: u32::from_be_bytes(a),
-            len: 24,
-        }],
-        mtu: 1500,
-    };
-    let router = Router::build(
-        vec![
-            port(FW_CLIENT_MAC, [10, 1, 0, 1]),
-            port(FW_SERVER_MAC, [10, 2, 0, 1]),
+    use dataplane::route::IfAddr;
+    dataplane::runtime::RoutedPorts::connected(
+        &[
+            (
+                FW_CLIENT_SIDE,
+                FW_CLIENT_MAC,
+                IfAddr::new([10, 1, 0, 1], 24),
+            ),
+            (
+                FW_SERVER_SIDE,
+                FW_SERVER_MAC,
+                IfAddr::new([10, 2, 0, 1], 24),
+            ),
         ],
         &[],
-        &[],
     )
-    .map_err(|e| e.to_string())?;
-    Ok(dataplane::runtime::RoutedPorts {
-        names: vec![FW_CLIENT_SIDE.into(), FW_SERVER_SIDE.into()],
-        router: Arc::new(router),
-    })
 }
 
 /// The peer the LAN server saw, or why none came.

@@ -150,7 +150,11 @@ impl Topology {
                 ],
             )?;
         }
-        for (fw_if, fw_mac, host, host_if, mac, addr, gw) in [
+        // The LAN's default route is pollwall; the server reaches the LAN through it too (so
+        // that unsolicited traffic from outside meets FORWARD's policy).
+        let lan_route = ("default", LAN_GW);
+        let uplink_route = ("10.1.0.0/24", UPLINK_IP);
+        for (fw_if, fw_mac, host, host_if, mac, addr, (to, via)) in [
             (
                 FW_CLIENT_SIDE,
                 FW_CLIENT_MAC,
@@ -158,7 +162,7 @@ impl Topology {
                 CLIENT_IF,
                 CLIENT_MAC,
                 CLIENT_IP,
-                LAN_GW,
+                lan_route,
             ),
             (
                 FW_SERVER_SIDE,
@@ -167,7 +171,7 @@ impl Topology {
                 SERVER_IF,
                 SERVER_MAC,
                 SERVER_IP,
-                UPLINK_IP,
+                uplink_route,
             ),
         ] {
             let fw_mac = fw_mac.map(|b| format!("{b:02x}")).join(":");
@@ -195,13 +199,6 @@ impl Topology {
             )?;
             host.ip(&["addr", "add", &format!("{addr}/24"), "dev", host_if])?;
             host.ip(&["link", "set", host_if, "up"])?;
-            // The LAN's default route is pollwall; the server reaches the LAN through it too
-            // (so that unsolicited traffic from outside meets FORWARD's policy).
-            let (to, via) = if gw == LAN_GW {
-                ("default", LAN_GW)
-            } else {
-                ("10.1.0.0/24", UPLINK_IP)
-            };
             host.ip(&["route", "add", to, "via", via])?;
         }
         Ok(Topology { client, server, fw })

@@ -25,7 +25,7 @@ use crate::stats::Counter;
 use crate::xsk::XdpDesc;
 use classifier::packet::{IfName, PacketMeta};
 use classifier::wire::headers::parse_ethernet;
-use classifier::wire::icmp;
+use classifier::wire::{icmp, ipv4};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -190,20 +190,24 @@ impl Pipeline {
         else {
             return false;
         };
-        ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
-        ip[6..8].copy_from_slice(&[0, 0]);
-        ip[8] = 64;
-        let (src, dst) = (h.src.to_be_bytes(), h.dst.to_be_bytes());
-        ip[12..16].copy_from_slice(&dst);
-        ip[16..20].copy_from_slice(&src);
-        ip[10..12].copy_from_slice(&[0, 0]);
-        let c = internet_checksum(&ip[..20]);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        let icmp = &mut ip[20..];
-        icmp[0] = 0;
-        icmp[2..4].copy_from_slice(&[0, 0]);
-        let c = internet_checksum(icmp);
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        if icmp::Packet::new_checked(&ip[20..]).is_err() {
+            return false;
+        }
+        if let Ok(mut p) = ipv4::Packet::new_checked(&mut *ip) {
+            p.set_ident(self.ip_id);
+            p.set_reserved_flag(false);
+            p.set_dont_frag(false);
+            p.set_more_frags(false);
+            p.set_frag_offset(0);
+            p.set_ttl(64);
+            p.set_src_addr(Ipv4Addr::from(h.dst));
+            p.set_dst_addr(Ipv4Addr::from(h.src));
+            p.fill_checksum();
+        }
+        if let Ok(mut m) = icmp::Packet::new_checked(&mut ip[20..]) {
+            m.set_msg_type(icmp::Message::ECHO_REPLY);
+            m.fill_checksum();
+        }
         self.stats.add(Counter::EchoReplied, 1);
         self.send_local(io, d, port, toward);
         true
@@ -381,12 +385,13 @@ impl Pipeline {
 
     /// Runs the neighbour timers (retransmissions, ageing, failures).
     pub(super) fn neigh_tick<I: FrameIo>(&mut self, io: &mut I, now_ns: u64) {
+        // Checked before the router is cloned: idle workers call this on every poll.
+        if now_ns < self.neigh_next_tick || self.topo.router.is_none() {
+            return;
+        }
         let Some(rt) = self.router() else {
             return;
         };
-        if now_ns < self.neigh_next_tick {
-            return;
-        }
         self.neigh_next_tick = now_ns + 10_000_000;
         let mut acts = std::mem::take(&mut self.neigh_acts);
         self.neigh.tick(now_ns / 1_000_000, &mut |a| acts.push(a));
@@ -405,16 +410,4 @@ fn rewrite_macs<I: FrameIo>(io: &mut I, d: XdpDesc, dst: [u8; 6], src: [u8; 6]) 
         f[..6].copy_from_slice(&dst);
         f[6..12].copy_from_slice(&src);
     }
-}
-
-/// The Internet checksum of `b` (RFC 1071).
-fn internet_checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }

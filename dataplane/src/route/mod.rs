@@ -49,6 +49,14 @@ pub struct IfAddr {
 }
 
 impl IfAddr {
+    /// `a.b.c.d/len`.
+    pub const fn new(octets: [u8; 4], len: u8) -> IfAddr {
+        IfAddr {
+            addr: u32::from_be_bytes(octets),
+            len,
+        }
+    }
+
     /// Whether `ip` is on this address's subnet (`inet_ifa_match`).
     pub fn matches(&self, ip: u32) -> bool {
         (ip ^ self.addr) & fib::mask(self.len) == 0

@@ -93,17 +93,6 @@ fn recv_icmp(s: &Socket, ms: u64, want: impl Fn(&IcmpMsg) -> bool) -> Option<Icm
     None
 }
 
-fn checksum(b: &[u8]) -> u16 {
-    let mut s: u32 = b
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
 /// Pings `to` `n` times (id `id`); returns how many replies came back from it.
 fn ping(to: &str, id: u16, n: u16) -> usize {
     let s = icmp_socket();
@@ -114,7 +103,7 @@ fn ping(to: &str, id: u16, n: u16) -> usize {
         m.extend_from_slice(&id.to_be_bytes());
         m.extend_from_slice(&seq.to_be_bytes());
         m.extend_from_slice(b"pollwall routed ping");
-        let c = checksum(&m);
+        let c = !classifier::wire::checksum::data(&m);
         m[2..4].copy_from_slice(&c.to_be_bytes());
         s.send_to(&m, &dst).unwrap();
         let reply = recv_icmp(&s, 1000, |(src, t, _, rest, _)| {
