@@ -172,12 +172,6 @@ fn load(config_path: &str) -> Result<(DaemonConfig, Ruleset), String> {
         .map_err(|e| format!("cannot read {config_path}: {e}"))?;
     let mut cfg = daemon_config::parse(&text).map_err(|e| format!("{config_path}: {e}"))?;
     if let Some(spec) = &cfg.routed {
-        if spec.kernel_routes {
-            return Err(format!(
-                "{config_path}: routes = \"kernel\" (TAP twins mirrored over rtnetlink) is not \
-                 built yet; use the static [[route]] and [[neighbor]] tables"
-            ));
-        }
         let spec = spec
             .with_devices()
             .map_err(|e| format!("{config_path}: {e}"))?;

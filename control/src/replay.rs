@@ -251,6 +251,7 @@ fn replay_through_dataplane(
         ],
         local_mac: None,
         router: None,
+        router_updates: None,
     });
     let stats = Arc::new(StatsShard::default());
     let mut p = Pipeline::new(

@@ -9,6 +9,7 @@
 //! mac = "02:00:00:00:f0:0a"       # optional for the daemon (read from the device); needed by replay
 //! address = ["10.255.1.1/24"]     # the first is the primary (MASQUERADE's source)
 //! mtu = 1500                      # optional
+//! twin = "pw-ina"                 # routes = "kernel": the TAP twin's name (this is the default)
 //!
 //! [[route]]
 //! to = "0.0.0.0/0"
@@ -32,6 +33,7 @@ pub(crate) struct RawPort {
     #[serde(default)]
     address: Vec<String>,
     mtu: Option<u16>,
+    twin: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +59,8 @@ pub struct PortSpec {
     pub addrs: Vec<IfAddr>,
     /// None: the device's (the daemon), 1500 (the replay).
     pub mtu: Option<u16>,
+    /// `routes = "kernel"`: the TAP twin's name (`twin`, default `pw-` and the port's name).
+    pub twin: String,
 }
 
 /// The routed mode of a configuration.
@@ -127,6 +131,13 @@ pub(crate) fn parse(
         }
         return Ok(None);
     }
+    if kernel_routes && (!routes.is_empty() || !neighbors.is_empty()) {
+        return Err(
+            "routes = \"kernel\" takes the routes and neighbours from the TAP twins \
+                    (ip route, ip neigh on them): drop the [[route]] and [[neighbor]] tables"
+                .into(),
+        );
+    }
     let mut spec = RoutedSpec {
         kernel_routes,
         ..RoutedSpec::default()
@@ -145,11 +156,21 @@ pub(crate) fn parse(
         if let Some(mtu) = p.mtu.filter(|&m| m < 68) {
             return Err(ctx(format!("mtu {mtu} is below IPv4's minimum of 68")));
         }
+        let twin = p.twin.clone().unwrap_or_else(|| format!("pw-{}", p.name));
+        if twin.is_empty() || twin.len() > 15 || twin.contains(['/', ' ']) {
+            return Err(ctx(format!(
+                "twin `{twin}' is not an interface name (1 to 15 bytes, no `/' or space): set `twin'"
+            )));
+        }
+        if twin == p.name || spec.ports.iter().any(|q| q.twin == twin) {
+            return Err(ctx(format!("twin `{twin}' is already used")));
+        }
         spec.ports.push(PortSpec {
             mac: p.mac.as_deref().map(parse_mac).transpose().map_err(ctx)?,
             name: p.name,
             addrs,
             mtu: p.mtu,
+            twin,
         });
     }
     for r in routes {
@@ -197,6 +218,11 @@ impl RoutedSpec {
         Ok(dataplane::runtime::RoutedPorts {
             names: self.ports.iter().map(|p| p.name.clone()).collect(),
             router: std::sync::Arc::new(self.router()?),
+            twins: if self.kernel_routes {
+                self.ports.iter().map(|p| p.twin.clone()).collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -248,5 +274,59 @@ mod tests {
         );
         assert_eq!(parse_prefix("10.1.0.1").unwrap().len, 32);
         assert!(parse_prefix("10.1.0.0/33").is_err());
+    }
+
+    fn port(name: &str, twin: Option<&str>) -> RawPort {
+        RawPort {
+            name: name.into(),
+            mac: None,
+            address: vec!["10.1.0.1/24".into()],
+            mtu: None,
+            twin: twin.map(String::from),
+        }
+    }
+
+    #[test]
+    fn kernel_routes_name_the_twins_and_refuse_static_tables() {
+        let spec = parse(
+            vec![port("eth1", None), port("eth2", Some("up0"))],
+            vec![],
+            vec![],
+            Some("kernel"),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(spec.kernel_routes);
+        assert_eq!(spec.ports[0].twin, "pw-eth1");
+        assert_eq!(spec.ports[1].twin, "up0");
+        let route = RawRoute {
+            to: "0.0.0.0/0".into(),
+            via: Some("10.1.0.254".into()),
+            port: None,
+        };
+        let e = parse(
+            vec![port("eth1", None)],
+            vec![route],
+            vec![],
+            Some("kernel"),
+        )
+        .unwrap_err();
+        assert!(e.contains("ip route"), "{e}");
+        let e = parse(
+            vec![port("enp129s0f0np01", None)],
+            vec![],
+            vec![],
+            Some("kernel"),
+        )
+        .unwrap_err();
+        assert!(e.contains("set `twin'"), "{e}");
+        let e = parse(
+            vec![port("eth1", Some("x")), port("eth2", Some("x"))],
+            vec![],
+            vec![],
+            Some("kernel"),
+        )
+        .unwrap_err();
+        assert!(e.contains("already used"), "{e}");
     }
 }

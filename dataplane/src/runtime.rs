@@ -12,6 +12,7 @@ use crate::io::PortIo;
 use crate::log::LogRecord;
 use crate::netdev::{self, ifindex, rx_queues};
 use crate::pipeline::{Handoff, Pipeline, Port, QueuedFrame, Sinks, Steering, Topology};
+use crate::route::shared::SharedRouter;
 use crate::route::{IfAddr, RoutedPort, Router};
 use crate::stats::StatsShard;
 use crate::tap::Tap;
@@ -66,6 +67,70 @@ pub struct DataplaneConfig {
 pub struct RoutedPorts {
     pub names: Vec<String>,
     pub router: Arc<Router>,
+    /// `routes = "kernel"`: port `i`'s TAP twin is `twins[i]`, and the tables are mirrored
+    /// from the twins (`router` is the start: the ports' MACs and MTUs, the configured
+    /// addresses, which the twins are given). Empty: static tables.
+    pub twins: Vec<String>,
+}
+
+/// The host's TAPs the workers use: the exception path's and the routed ports' twins.
+#[derive(Clone, Default)]
+struct HostTaps {
+    tap: Option<Arc<Tap>>,
+    twins: Vec<Arc<Tap>>,
+}
+
+impl HostTaps {
+    /// What worker `w` reads: worker 0 takes every TAP.
+    fn read_by(&self, w: usize) -> Vec<(Arc<Tap>, Option<usize>)> {
+        if w != 0 {
+            return Vec::new();
+        }
+        let twins = self
+            .twins
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (Arc::clone(t), Some(i)));
+        self.tap
+            .iter()
+            .map(|t| (Arc::clone(t), None))
+            .chain(twins)
+            .collect()
+    }
+}
+
+/// `routes = "kernel"`: the twins, open, and the mirror's inputs.
+struct KernelRoutes {
+    taps: Vec<Arc<Tap>>,
+    twins: crate::route::mirror::Twins,
+    shared: Arc<SharedRouter>,
+}
+
+/// Opens each routed port's TAP twin and readies it (the port's MAC, MTU and configured
+/// addresses, up).
+fn open_twins(r: &RoutedPorts) -> Result<KernelRoutes, String> {
+    if r.twins.len() != r.names.len() {
+        return Err("routes = \"kernel\": every routed port needs its TAP twin".into());
+    }
+    let mut taps = Vec::new();
+    let mut ifindex = Vec::new();
+    for (n, port) in r.twins.iter().zip(&r.names) {
+        let tap = Tap::open(n).map_err(|e| format!("TAP twin {n} of {port}: {e}"))?;
+        ifindex.push(netdev::ifindex(n).map_err(|e| format!("TAP twin {n}: {e}"))?);
+        taps.push(Arc::new(tap));
+    }
+    let twins = crate::route::mirror::Twins {
+        ifindex,
+        names: r.twins.clone(),
+        ports: r.router.ports.clone(),
+    };
+    let addrs: Vec<Vec<IfAddr>> = r.router.ports.iter().map(|p| p.addrs.clone()).collect();
+    crate::route::mirror::prepare(&twins, &addrs).map_err(|e| e.to_string())?;
+    Ok(KernelRoutes {
+        taps,
+        twins,
+        shared: Arc::new(SharedRouter::new(Arc::clone(&r.router))),
+    })
 }
 
 /// Which packet I/O the ports use.
@@ -122,6 +187,8 @@ pub struct Running {
     pub counters: Vec<Arc<CounterShard>>,
     /// What start-up decided (modes, ring sizes), one line each, for the operator's log.
     pub notes: Vec<String>,
+    /// `routes = "kernel"`: the rtnetlink mirror's thread and its stop flag.
+    mirror: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 impl Running {
@@ -136,6 +203,10 @@ impl Running {
         }
         for p in &mut self.ports {
             p.link = None;
+        }
+        if let Some((stop, h)) = self.mirror.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = h.join();
         }
         exits
     }
@@ -221,6 +292,7 @@ impl RoutedPorts {
         Ok(RoutedPorts {
             names: ports.iter().map(|p| p.0.to_string()).collect(),
             router: Arc::new(router),
+            twins: Vec::new(),
         })
     }
 }
@@ -240,26 +312,48 @@ pub fn start(cfg: &DataplaneConfig, rules: Arc<CompiledRuleset>) -> Result<Runni
         }
         None => None,
     };
+    let kernel = match &cfg.routed {
+        Some(r) if !r.twins.is_empty() => Some(open_twins(r)?),
+        _ => None,
+    };
+    if let Some(k) = &kernel {
+        topo.router_updates = Some(Arc::clone(&k.shared));
+        notes.push(format!(
+            "routes = \"kernel\": tables mirrored from the TAP twins {}",
+            k.twins.names.join(", ")
+        ));
+    }
+    let host = HostTaps {
+        tap,
+        twins: kernel.as_ref().map(|k| k.taps.clone()).unwrap_or_default(),
+    };
     let topo = Arc::new(topo);
 
-    match cfg.backend {
-        Backend::AfPacket => start_packet(cfg, rules, &names, topo, tap, notes),
-        Backend::AfXdp => start_xdp(cfg, rules, &names, topo, tap, notes),
+    let mut running = match cfg.backend {
+        Backend::AfPacket => start_packet(cfg, rules, &names, topo, host, notes),
+        Backend::AfXdp => start_xdp(cfg, rules, &names, topo, host, notes),
         Backend::Auto => match start_xdp(
             cfg,
             Arc::clone(&rules),
             &names,
             Arc::clone(&topo),
-            tap.clone(),
+            host.clone(),
             notes.clone(),
         ) {
             Err(e) if e.starts_with(XDP_UNAVAILABLE) => {
                 notes.push(format!("warning: {e}; falling back to AF_PACKET (slower: the kernel copies every frame and its stack still sees them)"));
-                start_packet(cfg, rules, &names, topo, tap, notes)
+                start_packet(cfg, rules, &names, topo, host, notes)
             }
             r => r,
         },
+    }?;
+    if let Some(k) = kernel {
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = crate::route::mirror::spawn(k.twins, k.shared, Arc::clone(&stop))
+            .map_err(|e| format!("routes = \"kernel\": {e}"))?;
+        running.mirror = Some((stop, h));
     }
+    Ok(running)
 }
 
 /// Bridge mode's ports, in the order they appear; each bridge pairs two of them.
@@ -351,7 +445,7 @@ impl Outlets {
         cfg: &DataplaneConfig,
         rules: &Arc<CompiledRuleset>,
         topo: &Arc<Topology>,
-        tap: Option<Arc<Tap>>,
+        host: &HostTaps,
         shard: Arc<StatsShard>,
     ) -> Pipeline {
         let (log_tx, log_rx) = rtrb::RingBuffer::new(cfg.log_ring.max(1));
@@ -366,8 +460,9 @@ impl Outlets {
             Arc::clone(topo),
             Arc::clone(&shard),
             sinks,
-            tap,
+            host.tap.clone(),
         )
+        .with_twins(host.twins.clone())
         .with_conntrack(cfg.conntrack.clone());
         self.logs.push(log_rx);
         self.queues.push(q_rx);
@@ -392,6 +487,7 @@ impl Outlets {
             stats: self.stats,
             counters: self.counters,
             notes,
+            mirror: None,
         }
     }
 }
@@ -402,7 +498,7 @@ fn start_packet(
     rules: Arc<CompiledRuleset>,
     names: &[String],
     topo: Arc<Topology>,
-    tap: Option<Arc<Tap>>,
+    host: HostTaps,
     mut notes: Vec<String>,
 ) -> Result<Running, String> {
     if cfg.cores.len() > 1 {
@@ -417,7 +513,7 @@ fn start_packet(
         .collect::<Result<Vec<_>, _>>()?;
     let io = PacketIo::open(&idx, cfg.frames_per_worker).map_err(|e| format!("AF_PACKET: {e}"))?;
     let mut outlets = Outlets::default();
-    let pipeline = outlets.pipeline(cfg, &rules, &topo, tap.clone(), Arc::default());
+    let pipeline = outlets.pipeline(cfg, &rules, &topo, &host, Arc::default());
     notes.push(format!(
         "worker 0: AF_PACKET on {} port(s), {} frames of 2048 B",
         names.len(),
@@ -431,7 +527,7 @@ fn start_packet(
         nports: names.len(),
         maps: Vec::new(),
         queues: Vec::new(),
-        tap,
+        taps: host.read_by(0),
         idle: cfg.idle,
         handoff_in: Vec::new(),
         iterations: 0,
@@ -446,7 +542,7 @@ fn start_xdp(
     rules: Arc<CompiledRuleset>,
     names: &[String],
     topo: Arc<Topology>,
-    tap: Option<Arc<Tap>>,
+    host: HostTaps,
     mut notes: Vec<String>,
 ) -> Result<Running, String> {
     let nworkers = cfg.cores.len().max(1);
@@ -590,8 +686,7 @@ fn start_xdp(
             rings.rx,
             rings.tx
         ));
-        let worker_tap = if w == 0 { tap.clone() } else { None };
-        let mut pipeline = outlets.pipeline(cfg, &rules, &topo, worker_tap, shard);
+        let mut pipeline = outlets.pipeline(cfg, &rules, &topo, &host, shard);
         let out = producers.next().unwrap_or_default();
         if steer {
             pipeline = pipeline.with_steering(Steering {
@@ -608,7 +703,7 @@ fn start_xdp(
             nports: ports.len(),
             maps: ports.iter().map(|p| Arc::clone(&p.map)).collect(),
             queues,
-            tap: if w == 0 { tap.clone() } else { None },
+            taps: host.read_by(w),
             idle: cfg.idle,
             handoff_in: consumers.next().unwrap_or_default(),
             iterations: 0,

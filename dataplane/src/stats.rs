@@ -77,6 +77,7 @@ counters! {
     NatNoAddress = "nat_no_address": "new connections dropped: MASQUERADE or REDIRECT found no address on the port",
     NatFailed = "nat_failed": "packets dropped because their rewrite failed (too short, a bad ICMP checksum)",
     NatOifChanged = "nat_oif_changed": "masqueraded connections killed because their packets left by another port",
+    NatAddressGone = "nat_address_gone": "masqueraded connections killed because their port lost the address they were masqueraded to",
     RoutedForwarded = "routed_forwarded": "frames routed out of a port (TTL decremented, MACs rewritten)",
     RouteUnreachable = "route_unreachable": "frames with no route (ICMP net unreachable sent)",
     RouteTtlExceeded = "route_ttl_exceeded": "frames with TTL 1 or 0 to forward (ICMP time exceeded sent)",

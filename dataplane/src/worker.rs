@@ -49,7 +49,9 @@ pub struct Worker<I: PortIo> {
     /// The XSKMAP of each port and the queues this worker owns (cleared at shutdown).
     pub maps: Vec<Arc<XskMap>>,
     pub queues: Vec<u32>,
-    pub tap: Option<Arc<Tap>>,
+    /// The host's TAPs this worker reads: the exception path's (None) or a routed port's twin
+    /// (`routes = "kernel"`, Some(port)).
+    pub taps: Vec<(Arc<Tap>, Option<usize>)>,
     pub idle: IdlePolicy,
     /// Frames other workers steered to this one.
     pub handoff_in: Vec<rtrb::Consumer<Handoff>>,
@@ -122,31 +124,45 @@ impl<I: PortIo> Worker<I> {
             self.io.default_tx_queue();
             self.pipeline.idle_tick(&mut self.io, now());
         }
-        let tap = match &self.tap {
-            Some(t) if self.iterations.is_multiple_of(16) => Some(Arc::clone(t)),
-            _ => None,
-        };
-        if let Some(tap) = tap {
-            let mut n = 0;
-            while n < BATCH {
-                match self.io.alloc_read(|buf| tap.read(buf).ok().flatten()) {
-                    Some(d) => {
-                        descs[n] = d;
-                        n += 1;
-                    }
-                    None => break,
-                }
-            }
-            if n > 0 {
-                got += n;
-                self.io.default_tx_queue();
-                self.pipeline.local_burst(&mut self.io, &descs[..n], now());
+        if !self.taps.is_empty() && self.iterations.is_multiple_of(16) {
+            for t in 0..self.taps.len() {
+                got += self.read_tap(t, descs, &mut now);
             }
         }
         self.io.flush_tx();
         self.io.reap();
         self.io.refill();
         got
+    }
+
+    /// Takes one burst of the frames the host sent into TAP `t`.
+    fn read_tap(
+        &mut self,
+        t: usize,
+        descs: &mut [XdpDesc; BATCH],
+        now: &mut impl FnMut() -> u64,
+    ) -> usize {
+        let (tap, twin_of) = (Arc::clone(&self.taps[t].0), self.taps[t].1);
+        let mut n = 0;
+        while n < BATCH {
+            match self.io.alloc_read(|buf| tap.read(buf).ok().flatten()) {
+                Some(d) => {
+                    descs[n] = d;
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        if n > 0 {
+            self.io.default_tx_queue();
+            match twin_of {
+                Some(port) => self
+                    .pipeline
+                    .twin_burst(&mut self.io, port, &descs[..n], now()),
+                None => self.pipeline.local_burst(&mut self.io, &descs[..n], now()),
+            }
+        }
+        n
     }
 
     /// Takes in what other workers steered here, one port at a time.
@@ -197,11 +213,11 @@ impl<I: PortIo> Worker<I> {
         self.io.refill();
         let mut raw = [-1i32; 16];
         let k = self.io.poll_fds(&mut raw);
-        let mut fds: [libc::pollfd; 17] = [libc::pollfd {
+        let mut fds: [libc::pollfd; 32] = [libc::pollfd {
             fd: -1,
             events: 0,
             revents: 0,
-        }; 17];
+        }; 32];
         let mut n = 0;
         for fd in &raw[..k] {
             fds[n] = libc::pollfd {
@@ -211,7 +227,10 @@ impl<I: PortIo> Worker<I> {
             };
             n += 1;
         }
-        if let Some(tap) = &self.tap {
+        for (tap, _) in &self.taps {
+            if n == fds.len() {
+                break;
+            }
             fds[n] = libc::pollfd {
                 fd: tap.raw_fd(),
                 events: libc::POLLIN,

@@ -69,6 +69,7 @@ pub(crate) fn compiled_bridge(rules: &str) -> (Arc<CompiledRuleset>, Arc<Topolog
         ],
         local_mac: None,
         router: None,
+        router_updates: None,
     });
     (rules, topo)
 }

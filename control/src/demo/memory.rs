@@ -58,6 +58,7 @@ impl Mem {
             ports: vec![port("pwf0", PORT_SERVER)?, port("pwf1", PORT_CLIENT)?],
             local_mac: None,
             router: None,
+            router_updates: None,
         });
         let stats = Arc::new(StatsShard::default());
         let (log_tx, log_rx) = rtrb::RingBuffer::new(256);

@@ -54,9 +54,13 @@ pub struct Topology {
     /// Routed mode: the ports' addresses, the FIB and the static neighbours (`ports[i]` is
     /// routed port i; bridge mode when None).
     pub router: Option<Arc<crate::route::Router>>,
+    /// Routed mode whose tables change while it runs (`routes = "kernel"`): workers take the
+    /// current router from here once per batch.
+    pub router_updates: Option<Arc<crate::route::shared::SharedRouter>>,
 }
 
 mod frag;
+mod kernel_routes;
 mod nat;
 mod routed;
 mod track;
@@ -203,6 +207,12 @@ pub struct Pipeline {
     sinks: Sinks,
     icmp: IcmpRateLimit,
     tap: Option<Arc<Tap>>,
+    /// `routes = "kernel"`: each routed port's TAP twin (by port), which takes the box's
+    /// traffic of that port (INPUT-accepted frames, ARP) in place of `tap`.
+    twins: Vec<Arc<Tap>>,
+    /// Routed mode's tables as this worker last took them, and their generation.
+    router: Option<Arc<crate::route::Router>>,
+    router_gen: u64,
     fdb: Box<Fdb>,
     ip_id: u16,
     steering: Steering,
@@ -217,6 +227,7 @@ pub struct Pipeline {
 }
 
 const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IP: u16 = 0x0800;
 
 /// The neighbour cache of a topology, its static entries in place.
 fn neighbors(topo: &Topology) -> crate::route::neigh::Neighbors<XdpDesc> {
@@ -285,6 +296,9 @@ impl Pipeline {
             sinks,
             icmp: IcmpRateLimit::new(),
             tap,
+            twins: Vec::new(),
+            router: topo_for_neigh.router.clone(),
+            router_gen: 0,
             fdb: Box::new(Fdb::new()),
             ip_id: 1,
             steering: Steering::single(),
@@ -393,7 +407,9 @@ impl Pipeline {
             return;
         };
         self.clock_ns = now_ns;
-        let routed = topo.router.as_deref();
+        self.refresh_router();
+        let router = self.router.clone();
+        let routed = router.as_deref();
         let mut bytes = 0u64;
         for d in descs.iter().take(BATCH) {
             bytes += u64::from(d.len);
@@ -542,6 +558,7 @@ impl Pipeline {
 
     /// Runs the timers of routed mode (neighbour resolution) when no traffic does.
     pub fn idle_tick<I: FrameIo>(&mut self, io: &mut I, now_ns: u64) {
+        self.refresh_router();
         self.clock_ns = now_ns;
         self.neigh_tick(io, now_ns);
         self.run_local_pending(io);
@@ -579,6 +596,7 @@ impl Pipeline {
     /// go through OUTPUT and leave by the port behind which their destination MAC was seen
     /// (every port when unknown).
     pub fn local_burst<I: FrameIo>(&mut self, io: &mut I, descs: &[XdpDesc], now_ns: u64) {
+        self.refresh_router();
         let topo = Arc::clone(&self.topo);
         for d in descs {
             let Some(f) = io.frame(d.addr, d.len) else {
@@ -643,7 +661,10 @@ impl Pipeline {
                         }
                         let out = topo.ports[usize::from(ep)].name;
                         let m = PacketMeta::arriving(&h, IfName::NONE, out, now_ns);
-                        self.groups[g as usize].push(h, m, d, ep, ep);
+                        let gb = &mut self.groups[g as usize];
+                        // Routed mode: the host's Ethernet header is final (next hop 0).
+                        gb.hop[gb.n] = 0;
+                        gb.push(h, m, d, ep, ep);
                     }
                 }
             }
@@ -754,7 +775,7 @@ impl Pipeline {
         match g {
             Group::RawPre => self.track_step(io, i, fx, Group::Pre),
             Group::RawOut => self.track_step(io, i, fx, Group::Output),
-            Group::Pre if self.topo.router.is_some() => self.route_routed(io, i, mark),
+            Group::Pre if self.router.is_some() => self.route_routed(io, i, mark),
             Group::Pre => {
                 let route = gb.route[i];
                 if let Route::Both { .. } = route {
@@ -808,12 +829,16 @@ impl Pipeline {
                     return;
                 }
                 // A NAT helper may have resized it.
-                let d = self.groups[g as usize].d[i];
-                if self.tap.is_none() && self.answer_echo(io, d) {
+                let (d, port) = (
+                    self.groups[g as usize].d[i],
+                    self.groups[g as usize].port[i],
+                );
+                let sink = self.local_sink(usize::from(port)).cloned();
+                if sink.is_none() && self.answer_echo(io, d) {
                     self.stats.add(Counter::LocalIn, 1);
                     return;
                 }
-                match (&self.tap, io.frame(d.addr, d.len)) {
+                match (&sink, io.frame(d.addr, d.len)) {
                     (Some(tap), Some(f)) => {
                         if tap.write(f).is_ok() {
                             self.stats.add(Counter::LocalIn, 1);
@@ -830,7 +855,7 @@ impl Pipeline {
 
     /// Sends packet `i` of `g` out of `egress`: in routed mode once its next hop is resolved.
     fn transmit<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, egress: usize) {
-        if self.topo.router.is_some() {
+        if self.router.is_some() {
             if !self.resolve_out(io, g, i, egress) {
                 return;
             }
@@ -950,7 +975,9 @@ impl Pipeline {
             Ok(Some(reply)) => {
                 self.stats.add(Counter::RejectSent, 1);
                 if g == Group::Output {
-                    if let (Some(tap), Some(f)) = (&self.tap, io.frame(reply.addr, reply.len)) {
+                    if let (Some(tap), Some(f)) =
+                        (self.local_sink(port), io.frame(reply.addr, reply.len))
+                    {
                         let _ = tap.write(f);
                     }
                     io.free(reply.addr);

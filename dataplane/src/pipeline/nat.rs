@@ -47,8 +47,12 @@ impl Pipeline {
         let icmp_error = kind == CtKind::Related
             && h.proto == proto::ICMP
             && matches!(h.l4, classifier::packet::L4::Icmp { icmp_type, .. } if icmp_is_error(icmp_type));
-        if !icmp_error && gb.m[i].ct.nat_sees(hook) && !self.bind(g, i, id, manip, fx) {
-            self.stats.add(Counter::NatNoAddress, 1);
+        if !icmp_error && gb.m[i].ct.nat_sees(hook) {
+            if !self.bind(g, i, id, manip, fx) {
+                self.stats.add(Counter::NatNoAddress, 1);
+                return false;
+            }
+        } else if self.masquerade_moved(g, i, id, dir) {
             return false;
         }
         let Some(ct) = self.st.ct.as_ref() else {
@@ -88,7 +92,7 @@ impl Pipeline {
             usize::from(gb.port[i]),
             gb.hop[i],
         );
-        let router = self.topo.router.as_deref();
+        let router = self.router.as_deref();
         let range = match fx.nat {
             None => None,
             Some(NatAction::Snat(r) | NatAction::Dnat(r)) => Some(r),

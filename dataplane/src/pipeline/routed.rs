@@ -40,7 +40,7 @@ fn decrease_ttl(ip: &mut [u8]) {
 
 impl Pipeline {
     fn router(&self) -> Option<Arc<Router>> {
-        self.topo.router.clone()
+        self.router.clone()
     }
 
     /// The routing decision of packet `i` of PREROUTING (routed mode), which its hook
@@ -251,6 +251,10 @@ impl Pipeline {
         };
         let gb = &self.groups[g as usize];
         let (d, hop, tag) = (gb.d[i], gb.hop[i], gb.frag[i]);
+        if hop == 0 {
+            // The host's own frame (its stack resolved the next hop).
+            return true;
+        }
         let now = self.clock_ns / 1_000_000;
         let mut acts = std::mem::take(&mut self.neigh_acts);
         let r = self
@@ -337,15 +341,31 @@ impl Pipeline {
     }
 
     /// An ARP frame arriving on `port` in routed mode: answered when it asks for one of the
-    /// box's addresses (`arp_ignore` 0: any of them, on any port) and `answer` is set (the
-    /// worker that received it; the others get a copy to learn from), learnt from.
-    pub(super) fn arp_in<I: FrameIo>(&mut self, io: &mut I, port: usize, d: XdpDesc, answer: bool) {
+    /// box's addresses (`arp_ignore` 0: any of them, on any port) by the worker that received
+    /// it (`receiver`; the others get a copy to learn from) unless the port has a TAP twin
+    /// (then the twin gets it and the host answers), learnt from.
+    pub(super) fn arp_in<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        port: usize,
+        d: XdpDesc,
+        receiver: bool,
+    ) {
         let Some(rt) = self.router() else {
             io.free(d.addr);
             return;
         };
-        if answer {
+        if receiver {
             self.stats.add(Counter::ArpIn, 1);
+        }
+        // With TAP twins the host answers (its twin has the port's MAC and addresses).
+        let answer = receiver && self.twins.is_empty();
+        if let (true, Some(twin), Some(f)) =
+            (receiver, self.twins.get(port), io.frame(d.addr, d.len))
+        {
+            if twin.write(f).is_err() {
+                self.stats.add(Counter::TapErrors, 1);
+            }
         }
         let msg = io.frame(d.addr, d.len).and_then(Arp::parse);
         io.free(d.addr);
@@ -386,7 +406,7 @@ impl Pipeline {
     /// Runs the neighbour timers (retransmissions, ageing, failures).
     pub(super) fn neigh_tick<I: FrameIo>(&mut self, io: &mut I, now_ns: u64) {
         // Checked before the router is cloned: idle workers call this on every poll.
-        if now_ns < self.neigh_next_tick || self.topo.router.is_none() {
+        if now_ns < self.neigh_next_tick || self.router.is_none() {
             return;
         }
         let Some(rt) = self.router() else {

@@ -12,7 +12,9 @@
 
 pub mod arp;
 pub mod fib;
+pub mod mirror;
 pub mod neigh;
+pub mod shared;
 
 use crate::pipeline::Topology;
 

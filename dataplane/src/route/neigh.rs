@@ -184,6 +184,16 @@ impl<T: Copy> Neighbors<T> {
         true
     }
 
+    /// Undoes [`Self::add_static`]: the entry becomes FAILED (resolved again when next used).
+    pub fn remove_static(&mut self, port: u8, ip: u32) {
+        if let Some(i) = self.find(port, ip) {
+            let e = &mut self.slab[i as usize];
+            if e.state == State::Permanent {
+                e.state = State::Failed;
+            }
+        }
+    }
+
     fn create(&mut self, port: u8, ip: u32, now: u64) -> Option<u32> {
         let fresh = Entry {
             port,

@@ -19,6 +19,7 @@ macro_rules! require_e2e {
     };
 }
 
+mod kernel_routes;
 mod routed;
 mod stateful;
 

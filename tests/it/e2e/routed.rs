@@ -35,7 +35,7 @@ macro_rules! require_e2e {
 }
 
 /// The e2e rig with routed addressing: the LAN side's default route is the box.
-fn routed_rig(queues: u32) -> Rig {
+pub(super) fn routed_rig(queues: u32) -> Rig {
     let r = Rig::new(queues);
     r.c.exec_ok("ip", &["addr", "flush", "dev", "pwc0"]);
     for a in [CLIENT_A, CLIENT_B] {
@@ -50,12 +50,12 @@ fn routed_rig(queues: u32) -> Rig {
     r
 }
 
-fn ip(s: &str) -> Ipv4Addr {
+pub(super) fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
 /// A raw ICMP socket (the current thread's namespace), reads time out after 200 ms.
-fn icmp_socket() -> Socket {
+pub(super) fn icmp_socket() -> Socket {
     let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -63,10 +63,10 @@ fn icmp_socket() -> Socket {
 }
 
 /// ICMP messages as (source, type, code, the 4 bytes after the checksum, the payload).
-type IcmpMsg = (Ipv4Addr, u8, u8, [u8; 4], Vec<u8>);
+pub(super) type IcmpMsg = (Ipv4Addr, u8, u8, [u8; 4], Vec<u8>);
 
 /// The first ICMP message on `s` that `want` accepts, within `ms`.
-fn recv_icmp(s: &Socket, ms: u64, want: impl Fn(&IcmpMsg) -> bool) -> Option<IcmpMsg> {
+pub(super) fn recv_icmp(s: &Socket, ms: u64, want: impl Fn(&IcmpMsg) -> bool) -> Option<IcmpMsg> {
     let deadline = Instant::now() + Duration::from_millis(ms);
     let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
     while Instant::now() < deadline {
@@ -94,7 +94,7 @@ fn recv_icmp(s: &Socket, ms: u64, want: impl Fn(&IcmpMsg) -> bool) -> Option<Icm
 }
 
 /// Pings `to` `n` times (id `id`); returns how many replies came back from it.
-fn ping(to: &str, id: u16, n: u16) -> usize {
+pub(super) fn ping(to: &str, id: u16, n: u16) -> usize {
     let s = icmp_socket();
     let dst = SockAddr::from(SocketAddrV4::new(ip(to), 0));
     let mut got = 0;

@@ -1,0 +1,184 @@
+//! Routed mode whose tables change under a running pipeline (what `routes = "kernel"`'s mirror
+//! does through [`SharedRouter`]), on the in-memory backend: a new route is taken at the next
+//! batch; a masqueraded connection dies when its port loses the address it was masqueraded to
+//! (`masq_inet_event`), and when a route change makes its packets leave by another port
+//! (`nf_nat_oif_changed`: the packet is dropped); static neighbours follow the new tables.
+
+use classifier::compile::{CompiledRuleset, TreeParams};
+use classifier::conntrack::list::listing;
+use classifier::packet::IfName;
+use classifier::wire::{build, ipv4, tcp, IpProtocol};
+use classifier::Ruleset;
+use control::restore::{restore, RestoreOptions};
+use dataplane::mem::MemIo;
+use dataplane::pipeline::{Pipeline, Port, Sinks, Topology};
+use dataplane::route::shared::SharedRouter;
+use dataplane::route::{IfAddr, RoutedPort, Router, StaticRoute};
+use dataplane::stats::{Counter, StatsShard};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0xf0, 0x0a];
+const UP_MAC: [u8; 6] = [2, 0, 0, 0, 0xf0, 0x0b];
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0x0a, 2];
+const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0x0b, 2];
+const LAN_GW_MAC: [u8; 6] = [2, 0, 0, 0, 0x0a, 0xfe];
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 255, 1, 2);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+
+const RULES: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o outb -j MASQUERADE\nCOMMIT\n";
+
+/// The tables: `uplink` is outb's address; 10.9.0.0/16 via the uplink's gateway, or via a
+/// gateway on the LAN when `via_lan`.
+fn router(uplink: [u8; 4], via_lan: bool) -> Router {
+    let ports = vec![
+        RoutedPort {
+            mac: LAN_MAC,
+            addrs: vec![IfAddr::new([10, 255, 1, 1], 24)],
+            mtu: 1500,
+        },
+        RoutedPort {
+            mac: UP_MAC,
+            addrs: vec![IfAddr::new(uplink, 24)],
+            mtu: 1500,
+        },
+    ];
+    let via = if via_lan {
+        [10, 255, 1, 254]
+    } else {
+        [10, 255, 2, 2]
+    };
+    let routes = [StaticRoute {
+        to: IfAddr::new([10, 9, 0, 0], 16),
+        via: Some(u32::from_be_bytes(via)),
+        port: None,
+    }];
+    let neighbors = [
+        (u32::from(CLIENT), CLIENT_MAC),
+        (u32::from_be_bytes([10, 255, 2, 2]), GW_MAC),
+        (u32::from_be_bytes([10, 255, 1, 254]), LAN_GW_MAC),
+    ];
+    Router::build(ports, &routes, &neighbors).unwrap()
+}
+
+struct Rig {
+    io: MemIo,
+    p: Pipeline,
+    stats: Arc<StatsShard>,
+    shared: Arc<SharedRouter>,
+    now: u64,
+}
+
+fn rig() -> Rig {
+    let mut rs = Ruleset::new();
+    restore(RULES, &RestoreOptions::default(), &mut rs).unwrap();
+    let rules = Arc::new(CompiledRuleset::compile(&rs, 0, &TreeParams::default()));
+    let first = Arc::new(router([10, 255, 2, 1], false));
+    let shared = Arc::new(SharedRouter::new(Arc::clone(&first)));
+    let topo = Arc::new(Topology {
+        ports: ["ina", "outb"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Port {
+                name: IfName::new(n).unwrap(),
+                peer: i,
+            })
+            .collect(),
+        local_mac: None,
+        router: Some(first),
+        router_updates: Some(Arc::clone(&shared)),
+    });
+    let stats = Arc::new(StatsShard::default());
+    let p = Pipeline::new(rules, topo, Arc::clone(&stats), Sinks::none(), None)
+        .with_conntrack(Default::default());
+    Rig {
+        io: MemIo::new(256, 2048, 2, true),
+        p,
+        stats,
+        shared,
+        now: 1_000_000_000,
+    }
+}
+
+/// A TCP segment from the client to the remote host's :80, as the LAN port receives it.
+fn from_client(flags: u8) -> Vec<u8> {
+    let t = build::tcp(
+        &tcp::Repr {
+            src_port: 40000,
+            dst_port: 80,
+            seq_number: 100,
+            ack_number: u32::from(flags & 0x10 != 0) * 101,
+            flags,
+            window_len: 512,
+            urgent_at: 0,
+            options: &[],
+            payload: &[],
+        },
+        CLIENT,
+        REMOTE,
+    );
+    let ip = build::ipv4(ipv4::Repr::new(CLIENT, REMOTE, IpProtocol::TCP, 0, 64), &t);
+    build::ethernet(
+        LAN_MAC,
+        CLIENT_MAC,
+        classifier::wire::EtherType::IPV4,
+        &ip,
+        60,
+    )
+}
+
+impl Rig {
+    /// Sends `frame` in on the LAN port; what left by each port.
+    fn send(&mut self, frame: &[u8]) -> [Vec<Vec<u8>>; 2] {
+        let d = self.io.inject(frame).unwrap();
+        self.now += 1_000_000;
+        self.p.rx_burst(&mut self.io, 0, &[d], self.now);
+        [self.io.take_sent(0), self.io.take_sent(1)]
+    }
+}
+
+fn source(frame: &[u8]) -> Ipv4Addr {
+    Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29])
+}
+
+#[test]
+fn a_masqueraded_connection_dies_with_its_address() {
+    let mut r = rig();
+    let [_, up] = r.send(&from_client(0x02));
+    assert_eq!(up.len(), 1);
+    assert_eq!(source(&up[0]), Ipv4Addr::new(10, 255, 2, 1));
+    assert_eq!(&up[0][..6], &GW_MAC);
+    assert_eq!(listing(r.p.tracker()).len(), 1);
+    // The uplink's address changes (a DHCP lease renewed to another address).
+    r.shared.publish(router([10, 255, 2, 7], false));
+    let [_, up] = r.send(&from_client(0x10));
+    assert_eq!(r.stats.get(Counter::NatAddressGone), 1);
+    // The old connection is gone; the ACK (loose tracking) starts one masqueraded to the new
+    // address.
+    assert_eq!(up.len(), 1);
+    assert_eq!(source(&up[0]), Ipv4Addr::new(10, 255, 2, 7));
+    let conns = listing(r.p.tracker());
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    assert!(conns[0].contains("dst=10.255.2.7"), "{conns:?}");
+}
+
+#[test]
+fn a_masqueraded_connection_whose_route_moves_is_killed_and_its_packet_dropped() {
+    let mut r = rig();
+    let [_, up] = r.send(&from_client(0x02));
+    assert_eq!(up.len(), 1);
+    r.shared.publish(router([10, 255, 2, 1], true));
+    // The SYN again (a retransmission: NEW, its source manip already set up).
+    let [lan, up] = r.send(&from_client(0x02));
+    assert!(lan.is_empty() && up.is_empty(), "the packet is dropped");
+    assert_eq!(r.stats.get(Counter::NatOifChanged), 1);
+    assert_eq!(r.stats.get(Counter::NatAddressGone), 0);
+    assert!(listing(r.p.tracker()).is_empty());
+    // The next one makes a new connection that leaves by the LAN port, unmasqueraded (the
+    // MASQUERADE rule is for outb), to the LAN gateway's MAC.
+    let [lan, _] = r.send(&from_client(0x02));
+    assert_eq!(lan.len(), 1);
+    assert_eq!(source(&lan[0]), CLIENT);
+    assert_eq!(&lan[0][..6], &LAN_GW_MAC);
+}
