@@ -32,6 +32,10 @@ pub struct GenConfig {
     pub dst_ip: Ipv4Addr,
     pub sport_base: u16,
     pub dport: u16,
+    /// Each source address (every 65536 flows) sends to its own destination port `dport + n`,
+    /// so that MASQUERADE onto one address never runs out of ports: flow f's reply tuple
+    /// (dst:dport+n → the box:sport) is free and its source port is kept.
+    pub dport_per_source: bool,
 }
 
 impl Default for GenConfig {
@@ -48,6 +52,7 @@ impl Default for GenConfig {
             dst_ip: Ipv4Addr::new(10, 11, 0, 2),
             sport_base: 10000,
             dport: 9,
+            dport_per_source: false,
         }
     }
 }
@@ -88,6 +93,10 @@ pub fn set_flow(frame: &mut [u8], cfg: &GenConfig, f: u32) {
     frame[26..30].copy_from_slice(&src.to_be_bytes());
     let sport = cfg.sport_base.wrapping_add(f as u16);
     frame[34..36].copy_from_slice(&sport.to_be_bytes());
+    if cfg.dport_per_source {
+        let dport = cfg.dport.wrapping_add((f >> 16) as u16);
+        frame[36..38].copy_from_slice(&dport.to_be_bytes());
+    }
     frame[40..42].copy_from_slice(&[0, 0]);
     frame[24..26].copy_from_slice(&[0, 0]);
     let c = !classifier::wire::checksum::data(&frame[14..34]);

@@ -16,8 +16,13 @@
 //! ```sh
 //! cargo run --release -p bench --bin forward -- [--rules 0,1000,10000] [--duration 3]
 //!     [--flows 16] [--size 60] [--systems pollwall,legacy,nft] [--pps RATE] [--repeat 3]
-//!     [--out DIR] [--stateful | --masquerade]
+//!     [--out DIR] [--stateful | --masquerade] [--new-flows] [--ct-max N]
 //! ```
+//! `--new-flows` (with `--stateful` or `--masquerade`): every packet opens a connection never
+//! seen before (each run sends 16M flows from its own 256 source addresses, each address to its
+//! own destination port so MASQUERADE never runs out of ports), so the forwarded
+//! rate is new connections per second; the kernel's table is flushed before each run
+//! (`conntrack -F`) and pollwall's holds 4M entries, so neither fills.
 //! `--masquerade`: routed with `-t nat -A POSTROUTING -o f1 -j MASQUERADE` and the stateful head
 //! (pollwall in routed mode with the kernel run's addresses and static neighbour).
 //! Each configuration gets a 0.3 s warm-up, then `--repeat` runs; the median is reported.
@@ -237,7 +242,14 @@ struct Opts {
     /// Routed, with MASQUERADE out of f1 (implies `stateful`): pollwall in routed mode, the
     /// kernel with the same nat rule.
     masquerade: bool,
+    /// Every packet a new connection (runs on disjoint flows; tables never full).
+    new_flows: bool,
+    /// pollwall's connection table size (default 262144, 4M with `--new-flows`).
+    ct_max: Option<u32>,
 }
+
+/// Flows per run with `--new-flows`: 256 source addresses × 65536 ports.
+const NEW_FLOWS: u32 = 1 << 24;
 
 fn parse() -> Result<Opts, String> {
     let mut o = Opts {
@@ -251,6 +263,8 @@ fn parse() -> Result<Opts, String> {
         repeat: 3,
         stateful: false,
         masquerade: false,
+        new_flows: false,
+        ct_max: None,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -258,6 +272,12 @@ fn parse() -> Result<Opts, String> {
         .collect();
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--new-flows" {
+            o.new_flows = true;
+            o.flows = NEW_FLOWS;
+            i += 1;
+            continue;
+        }
         if args[i] == "--stateful" || args[i] == "--masquerade" {
             o.stateful = true;
             o.masquerade |= args[i] == "--masquerade";
@@ -281,9 +301,13 @@ fn parse() -> Result<Opts, String> {
             "--out" => o.out = Some(v.clone()),
             "--repeat" => o.repeat = v.parse().map_err(|_| format!("bad repeat `{v}'"))?,
             "--pps" => o.pps = v.parse().map_err(|_| format!("bad rate `{v}'"))?,
+            "--ct-max" => o.ct_max = Some(v.parse().map_err(|_| format!("bad size `{v}'"))?),
             x => return Err(format!("unknown option `{x}'")),
         }
         i += 2;
+    }
+    if o.new_flows && !o.stateful {
+        return Err("--new-flows needs --stateful or --masquerade".into());
     }
     Ok(o)
 }
@@ -294,15 +318,25 @@ fn measure(topo: &Topo, o: &Opts, xsk: bool) -> Result<(f64, f64), String> {
         duration: 0.3,
         ..o.clone()
     };
-    measure_once(topo, &warm, xsk)?;
+    measure_once(topo, &warm, xsk, 0)?;
     let mut runs = (0..o.repeat.max(1))
-        .map(|_| measure_once(topo, o, xsk))
+        .map(|r| measure_once(topo, o, xsk, r as u32 + 1))
         .collect::<Result<Vec<_>, _>>()?;
     runs.sort_by(|a, b| a.1.total_cmp(&b.1));
     Ok(runs[runs.len() / 2])
 }
 
-fn measure_once(topo: &Topo, o: &Opts, xsk: bool) -> Result<(f64, f64), String> {
+/// One run (`run`: 0 for the warm-up); with `--new-flows` on its own source addresses, after
+/// the kernel's table is flushed.
+fn measure_once(topo: &Topo, o: &Opts, xsk: bool, run: u32) -> Result<(f64, f64), String> {
+    let mut src_ip = GenConfig::default().src_ip;
+    if o.new_flows {
+        src_ip = std::net::Ipv4Addr::from(u32::from(src_ip) + (run << 8));
+        if xsk {
+            // Only the kernel's table (pollwall's is not the namespace's); an empty one is fine.
+            let _ = sh(&["ip", "netns", "exec", &topo.f, "conntrack", "-F"]);
+        }
+    }
     let gen = GenConfig {
         ifname: "g0".into(),
         flows: o.flows,
@@ -311,6 +345,8 @@ fn measure_once(topo: &Topo, o: &Opts, xsk: bool) -> Result<(f64, f64), String> 
         duration: Duration::from_secs_f64(o.duration),
         src_mac: G0_MAC,
         dst_mac: F0_MAC,
+        src_ip,
+        dport_per_source: o.new_flows,
         ..GenConfig::default()
     };
     let before = topo.sink_packets()?;
@@ -361,6 +397,12 @@ fn run_pollwall(n: usize, o: &Opts) -> Result<Row, String> {
         attach: AttachMode::Auto,
         ..DataplaneConfig::default()
     };
+    if o.new_flows {
+        cfg.conntrack.max = 1 << 22;
+    }
+    if let Some(max) = o.ct_max {
+        cfg.conntrack.max = max;
+    }
     let masquerade = o.masquerade;
     let running = in_ns(&topo.f, move || {
         if masquerade {
@@ -369,7 +411,8 @@ fn run_pollwall(n: usize, o: &Opts) -> Result<Row, String> {
         }
         dataplane::runtime::start(&cfg, compiled)
     })??;
-    let r = measure(&topo, o, false);
+    // The live-frame generator holds a frame per flow: new flows come from the AF_XDP sender.
+    let r = measure(&topo, o, o.new_flows);
     let exits = running.stop();
     let lost: u32 = exits.iter().map(|e| e.report.lost).sum();
     if lost != 0 {
