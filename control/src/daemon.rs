@@ -141,25 +141,26 @@ pub fn stats_lines(shards: &[Arc<StatsShard>]) -> String {
     s
 }
 
-/// What several routed workers cannot do yet: a destination rewrite fixes the reply's tuple,
-/// so NAT cannot steer it to the worker that made it (source NAT picks its ports so it can).
+/// What several workers cannot do yet: a helper's expectation (an ftp or tftp data
+/// connection) lives on the worker tracking the control connection, while the data
+/// connection's first packet is steered by its own hash.
 fn cross_worker_warning(cfg: &DaemonConfig, rs: &Ruleset) -> Option<String> {
     let dp = &cfg.dataplane;
-    if dp.routed.is_none() || dp.cores.len() < 2 || !dp.steering {
+    if dp.cores.len() < 2 || !dp.steering {
         return None;
     }
-    let rewrites = rs
+    let helpers = rs
         .tables
         .iter()
         .flat_map(|t| &t.chains)
         .flat_map(|c| &c.rules)
-        .filter(|r| matches!(r.target, Target::Dnat(_) | Target::Redirect(_)))
+        .filter(|r| matches!(&r.target, Target::Ct(c) if !c.helper.is_empty()))
         .count();
-    (rewrites > 0).then(|| {
+    (helpers > 0).then(|| {
         format!(
-            "{rewrites} DNAT/REDIRECT rule(s) with {} workers: a forwarded connection whose \
-             reply hashes to another worker than its first packet's is not seen by that worker \
-             (about {}% of them); use one core for port forwards until cross-worker claims land",
+            "{helpers} CT --helper rule(s) with {} workers: an expected data connection whose \
+             first packet hashes to another worker than its control connection's is not \
+             RELATED there (about {}% of them); use one core for ftp/tftp helpers",
             dp.cores.len(),
             100 - 100 / dp.cores.len()
         )

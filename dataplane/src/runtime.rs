@@ -536,6 +536,31 @@ fn start_packet(
     Ok(outlets.running(stop, vec![h], Vec::new(), notes))
 }
 
+/// SPSC rings between every pair of `n` workers (none unless `on`): `out[v][w]` sends from
+/// worker v to worker w (None for w = v), `ins[w]` are worker w's receiving ends.
+type Rings<T> = (
+    Vec<Vec<Option<rtrb::Producer<T>>>>,
+    Vec<Vec<rtrb::Consumer<T>>>,
+);
+
+fn rings<T>(n: usize, on: bool, size: usize) -> Rings<T> {
+    let mut out: Vec<Vec<Option<rtrb::Producer<T>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut ins: Vec<Vec<rtrb::Consumer<T>>> = (0..n).map(|_| Vec::new()).collect();
+    if on {
+        for (w, inw) in ins.iter_mut().enumerate() {
+            for (v, outv) in out.iter_mut().enumerate() {
+                if v != w {
+                    let (p, c) = rtrb::RingBuffer::new(size);
+                    outv[w] = Some(p);
+                    inw.push(c);
+                }
+            }
+        }
+    }
+    (out, ins)
+}
+
 /// The AF_XDP dataplane.
 fn start_xdp(
     cfg: &DataplaneConfig,
@@ -620,7 +645,7 @@ fn start_xdp(
         ));
     }
 
-    // Handoff rings: `to[w][v]` carries frames from worker v to worker w.
+    // Handoff rings (frames) and claim rings (DNAT replies' owners) between every pair.
     let steer = cfg.steering && nworkers > 1;
     let key = {
         use std::hash::{BuildHasher, Hasher};
@@ -628,22 +653,8 @@ fn start_xdp(
         h.write_u64(nworkers as u64);
         h.finish()
     };
-    let mut producers: Vec<Vec<Option<rtrb::Producer<Handoff>>>> = (0..nworkers)
-        .map(|_| (0..nworkers).map(|_| None).collect())
-        .collect();
-    let mut consumers: Vec<Vec<rtrb::Consumer<Handoff>>> =
-        (0..nworkers).map(|_| Vec::new()).collect();
-    if steer {
-        for (w, ins) in consumers.iter_mut().enumerate() {
-            for (v, outs) in producers.iter_mut().enumerate() {
-                if v != w {
-                    let (p, c) = rtrb::RingBuffer::new(256);
-                    outs[w] = Some(p);
-                    ins.push(c);
-                }
-            }
-        }
-    }
+    let (producers, consumers) = rings::<Handoff>(nworkers, steer, 256);
+    let (mut claims_out, mut claims_in) = rings::<crate::steer::Claim>(nworkers, steer, 4096);
     let mut producers = producers.into_iter();
     let mut consumers = consumers.into_iter();
     let stop = Arc::new(AtomicBool::new(false));
@@ -694,6 +705,8 @@ fn start_xdp(
                 workers: nworkers,
                 key,
                 out,
+                claims_out: std::mem::take(&mut claims_out[w]),
+                claims_in: std::mem::take(&mut claims_in[w]),
             });
         }
         built.push(Worker {

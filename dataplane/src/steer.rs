@@ -31,6 +31,10 @@ pub struct Steering {
     pub key: u64,
     /// `out[w]`: the ring to worker `w` (None for this worker).
     pub out: Vec<Option<rtrb::Producer<Handoff>>>,
+    /// `claims_out[w]`: claims and releases to worker `w` (None for this worker).
+    pub claims_out: Vec<Option<rtrb::Producer<Claim>>>,
+    /// Claims and releases from the other workers.
+    pub claims_in: Vec<rtrb::Consumer<Claim>>,
 }
 
 impl Steering {
@@ -41,7 +45,82 @@ impl Steering {
             workers: 1,
             key: 0,
             out: Vec::new(),
+            claims_out: Vec::new(),
+            claims_in: Vec::new(),
         }
+    }
+}
+
+/// A flow's identity regardless of direction: both (address, port) ends in order, and the
+/// protocol (an ICMP query's id as both ports, as [`tuple_hash`] reads it).
+pub type ClaimKey = (u32, u16, u32, u16, u8);
+
+/// The direction-free key of tuple `t`.
+pub fn claim_key(t: &Tuple) -> ClaimKey {
+    let (sp, dp) = classifier::nat::tuple_ports(t).unwrap_or((0, 0));
+    let (a, b) = ((t.src, sp), (t.dst, dp));
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    (lo.0, lo.1, hi.0, hi.1, t.proto)
+}
+
+/// "Steer the flow `key` to worker `owner`" (a connection whose destination manip made its
+/// reply hash to another worker), or its withdrawal when the connection is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub key: ClaimKey,
+    pub owner: u8,
+    pub release: bool,
+}
+
+/// The claims a worker holds from the others, bounded (a claim beyond the bound is refused and
+/// counted; its connection's replies then take the hash's worker).
+pub struct Claims {
+    map: hashbrown::HashMap<ClaimKey, u8, foldhash::fast::FixedState>,
+    bound: usize,
+}
+
+impl Claims {
+    /// Room for `bound` claims, allocated now, hashed under `seed`.
+    pub fn new(bound: usize, seed: u64) -> Claims {
+        Claims {
+            map: hashbrown::HashMap::with_capacity_and_hasher(
+                bound,
+                foldhash::fast::FixedState::with_seed(seed),
+            ),
+            bound,
+        }
+    }
+
+    /// Applies `c`; false when a claim was refused for room.
+    pub fn apply(&mut self, c: &Claim) -> bool {
+        if c.release {
+            if self.map.get(&c.key) == Some(&c.owner) {
+                self.map.remove(&c.key);
+            }
+            return true;
+        }
+        if self.map.len() >= self.bound && !self.map.contains_key(&c.key) {
+            return false;
+        }
+        self.map.insert(c.key, c.owner);
+        true
+    }
+
+    /// The worker that claimed the flow of tuple `t`.
+    #[inline]
+    pub fn owner(&self, t: &Tuple) -> Option<usize> {
+        if self.map.is_empty() {
+            return None;
+        }
+        self.map.get(&claim_key(t)).map(|&w| usize::from(w))
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
@@ -55,10 +134,26 @@ impl Steering {
 /// relates it and reverses its NAT). Fragments hash the addresses only (no ports in most of
 /// them).
 pub fn flow_owner(h: &Headers, frame: &[u8], key: u64, workers: usize) -> usize {
+    flow_owner_claimed(h, frame, key, workers, None)
+}
+
+/// [`flow_owner`], unless `claims` holds a claim on the flow: then the claiming worker.
+#[inline]
+pub fn flow_owner_claimed(
+    h: &Headers,
+    frame: &[u8],
+    key: u64,
+    workers: usize,
+    claims: Option<&Claims>,
+) -> usize {
     if workers <= 1 {
         return 0;
     }
-    (tuple_hash(&steering_tuple(h, frame), key) % workers as u64) as usize
+    let t = steering_tuple(h, frame);
+    if let Some(w) = claims.and_then(|c| c.owner(&t)) {
+        return w;
+    }
+    (tuple_hash(&t, key) % workers as u64) as usize
 }
 
 /// The tuple a packet is steered by: the tracker's (`packet_tuple`), an ICMP error's quoted

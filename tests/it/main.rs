@@ -11,6 +11,7 @@ mod iptables_t;
 mod kernel_diff;
 mod netns;
 mod pipeline;
+mod pipeline_claims;
 mod pipeline_route_changes;
 mod pipeline_stateful;
 mod replay;

@@ -327,12 +327,14 @@ fn a_flow_received_by_another_worker_is_handed_to_its_owner() {
         workers: 2,
         key,
         out: vec![Some(tx), None],
+        ..Steering::single()
     });
     w0.p = std::mem::replace(&mut w0.p, rig("*filter\nCOMMIT\n").p).with_steering(Steering {
         worker: 0,
         workers: 2,
         key,
         out: vec![None, Some(tx0)],
+        ..Steering::single()
     });
     w1.rx(0, std::slice::from_ref(&syn));
     assert!(

@@ -31,7 +31,7 @@ const RULES: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPU
 
 /// The tables: `uplink` is outb's address; 10.9.0.0/16 via the uplink's gateway, or via a
 /// gateway on the LAN when `via_lan`.
-fn router(uplink: [u8; 4], via_lan: bool) -> Router {
+pub(crate) fn router(uplink: [u8; 4], via_lan: bool) -> Router {
     let ports = vec![
         RoutedPort {
             mac: LAN_MAC,

@@ -239,6 +239,7 @@ fn frames_over_2048_bytes_are_handed_to_their_owner() {
         workers: 2,
         key,
         out: vec![Some(tx), None],
+        ..Steering::single()
     });
     w1.rx(0, std::slice::from_ref(&big));
     let h = rx.pop().expect("handed off, not dropped as ring full");

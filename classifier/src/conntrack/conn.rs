@@ -19,6 +19,9 @@ pub mod status {
     pub const DYING: u16 = 1 << 9;
     pub const FIXED_TIMEOUT: u16 = 1 << 10;
     pub const HELPER: u16 = 1 << 13;
+    /// pollwall's own: the other workers were told to steer this connection's reply tuple
+    /// here (a destination manip whose reply hashes elsewhere); its removal is announced.
+    pub const CLAIMED: u16 = 1 << 14;
     /// pollwall's own: the slab slot is free.
     pub const FREE: u16 = 1 << 15;
 }

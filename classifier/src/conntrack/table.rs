@@ -85,7 +85,12 @@ pub struct TableStats {
     /// Confirmations refused because another connection holds one of the tuples
     /// (`insert_failed`; their packets are dropped).
     pub insert_failed: u64,
+    /// Removals of CLAIMED connections that found [`Table::take_released`]'s buffer full.
+    pub releases_lost: u64,
 }
+
+/// Most removals of CLAIMED connections kept between two [`Table::take_released`] calls.
+pub const RELEASED_MAX: usize = 4096;
 
 const NIL: u32 = u32::MAX;
 /// `prev` of the first entry of a wheel slot: this bit plus the slot number.
@@ -109,6 +114,8 @@ pub struct Table {
     bysource: HashTable<u32>,
     /// Killed while their packet is in flight (see [`Table::kill_later`]).
     dying: Vec<u32>,
+    /// Reply tuples of CLAIMED connections removed since the last [`Table::take_released`].
+    released: Vec<Tuple>,
     hasher: foldhash::fast::FixedState,
     wheel: Box<[u32; WHEEL_SLOTS]>,
     /// The next tick the wheel has not processed yet.
@@ -144,6 +151,7 @@ impl Table {
             index: HashTable::with_capacity(2 * max as usize),
             bysource: HashTable::with_capacity(max as usize),
             dying: Vec::with_capacity(256),
+            released: Vec::with_capacity(RELEASED_MAX),
             hasher: foldhash::fast::FixedState::with_seed(seed),
             wheel: Box::new([NIL; WHEEL_SLOTS]),
             wheel_tick: 0,
@@ -424,6 +432,13 @@ impl Table {
         let c = &self.slab[id as usize];
         let tuples = c.tuple;
         let in_bysource = c.status & status::SRC_NAT_DONE != 0;
+        if c.status & status::CLAIMED != 0 {
+            if self.released.len() < RELEASED_MAX {
+                self.released.push(tuples[Dir::Reply.index()]);
+            } else {
+                self.stats.releases_lost += 1;
+            }
+        }
         if c.status & status::CONFIRMED != 0 {
             self.wheel_unlink(id);
         }
@@ -443,6 +458,13 @@ impl Table {
         c.next = self.free;
         self.free = id;
         self.count -= 1;
+    }
+
+    /// Exchanges the reply tuples of the CLAIMED connections removed since the last call for
+    /// `buf` (empty, with room for [`RELEASED_MAX`]: no allocation on either side).
+    pub fn swap_released(&mut self, buf: &mut Vec<Tuple>) {
+        debug_assert!(buf.is_empty());
+        std::mem::swap(&mut self.released, buf);
     }
 
     /// Whether slab slot `id` holds a connection (confirmed or not).

@@ -186,7 +186,7 @@ pub fn tuple_hash(t: &Tuple, key: u64) -> u64 {
 /// The ports the steering hash reads of a tuple: the ports, or an ICMP query's id twice (a
 /// request and its reply carry the same id, so NAT's choice of id picks the reply's worker).
 #[inline]
-fn tuple_ports(t: &Tuple) -> Option<(u16, u16)> {
+pub fn tuple_ports(t: &Tuple) -> Option<(u16, u16)> {
     if t.has_ports() {
         Some((t.sport, t.dport))
     } else if t.proto == crate::conntrack::tuple::proto::ICMP
@@ -235,7 +235,20 @@ pub enum Setup {
 
 impl Tracker {
     /// `nf_nat_setup_info`: binds unconfirmed connection `id` for `manip` within `range`.
+    ///
+    /// With several workers a source manip only picks tuples whose reply hashes to this
+    /// worker ([`Owner`]); a destination manip (whose ports the rule fixes) and the null
+    /// bindings choose as the kernel does, and the dataplane claims the replies of the
+    /// connections whose reply then hashes elsewhere.
     pub fn nat_setup(&mut self, id: ConnId, range: &Range, manip: Manip) -> Setup {
+        let owner = match manip {
+            Manip::Src => self.nat_owner,
+            Manip::Dst => Owner::ALONE,
+        };
+        self.setup_for(id, range, manip, owner)
+    }
+
+    fn setup_for(&mut self, id: ConnId, range: &Range, manip: Manip, owner: Owner) -> Setup {
         let c = *self.table.get(id);
         if c.status & status::CONFIRMED != 0 || c.status & manip.done_bit() != 0 {
             return Setup::Already;
@@ -244,7 +257,6 @@ impl Tracker {
         let Some(curr) = c.tuple[1].invert() else {
             return Setup::Already;
         };
-        let owner = self.nat_owner;
         let new = choose::Chooser {
             table: &mut self.table,
             id,
@@ -279,11 +291,16 @@ impl Tracker {
             max_addr: addr,
             ..Range::default()
         };
-        self.nat_setup(id, &range, manip)
+        self.setup_for(id, &range, manip, Owner::ALONE)
     }
 
     /// Steers NAT's choices to this worker's share of the tuple space.
     pub fn set_nat_owner(&mut self, owner: Owner) {
         self.nat_owner = owner;
+    }
+
+    /// Which tuples this tracker's worker owns (see [`Owner`]).
+    pub fn nat_owner(&self) -> Owner {
+        self.nat_owner
     }
 }

@@ -59,6 +59,7 @@ pub struct Topology {
     pub router_updates: Option<Arc<crate::route::shared::SharedRouter>>,
 }
 
+mod claims;
 mod frag;
 mod kernel_routes;
 mod nat;
@@ -216,6 +217,10 @@ pub struct Pipeline {
     fdb: Box<Fdb>,
     ip_id: u16,
     steering: Steering,
+    /// Flows other workers claimed (their destination manips), and this worker's released
+    /// claims on their way out (a reused buffer).
+    claims: crate::steer::Claims,
+    released: Vec<classifier::conntrack::tuple::Tuple>,
     /// Routed mode's neighbour cache, and the actions it asked for (reused buffer).
     neigh: Box<crate::route::neigh::Neighbors<XdpDesc>>,
     neigh_acts: Vec<crate::route::neigh::Action<XdpDesc>>,
@@ -302,6 +307,8 @@ impl Pipeline {
             fdb: Box::new(Fdb::new()),
             ip_id: 1,
             steering: Steering::single(),
+            claims: crate::steer::Claims::new(0, 0),
+            released: Vec::new(),
             neigh: Box::new(neighbors(&topo_for_neigh)),
             neigh_acts: Vec::with_capacity(crate::route::neigh::QUEUE_MAX * 4),
             neigh_next_tick: 0,
@@ -340,6 +347,11 @@ impl Pipeline {
 
     /// Turns flow steering on (several workers).
     pub fn with_steering(mut self, s: Steering) -> Pipeline {
+        if s.workers > 1 {
+            let bound = self.st.ct.as_ref().map_or(0, |ct| ct.table.max());
+            self.claims = crate::steer::Claims::new(bound, random_seed());
+            self.released = Vec::with_capacity(classifier::conntrack::table::RELEASED_MAX);
+        }
         if let Some(ct) = self.st.ct.as_mut() {
             ct.set_nat_owner(classifier::nat::Owner {
                 key: s.key,
@@ -408,6 +420,9 @@ impl Pipeline {
         };
         self.clock_ns = now_ns;
         self.refresh_router();
+        if steer && self.steering.workers > 1 {
+            self.take_claims();
+        }
         let router = self.router.clone();
         let routed = router.as_deref();
         let mut bytes = 0u64;
@@ -478,7 +493,13 @@ impl Pipeline {
             };
             // Routed mode steers the box's own traffic too: it is tracked like the rest.
             if steer && self.steering.workers > 1 && (routed.is_some() || route != Route::Local) {
-                let owner = flow_owner(&h, f, self.steering.key, self.steering.workers);
+                let owner = crate::steer::flow_owner_claimed(
+                    &h,
+                    f,
+                    self.steering.key,
+                    self.steering.workers,
+                    Some(&self.claims),
+                );
                 if owner != self.steering.worker {
                     let sent = self.hand_off(owner, port, f);
                     self.stats.add(
@@ -520,6 +541,9 @@ impl Pipeline {
             ct.age(AGE_BUDGET);
             self.age_fragments(now_ns);
         }
+        if self.steering.workers > 1 {
+            self.release_claims();
+        }
     }
 
     /// Copies frame `f` (received on `port`) to worker `owner`'s ring; false when it is full.
@@ -559,6 +583,10 @@ impl Pipeline {
     /// Runs the timers of routed mode (neighbour resolution) when no traffic does.
     pub fn idle_tick<I: FrameIo>(&mut self, io: &mut I, now_ns: u64) {
         self.refresh_router();
+        if self.steering.workers > 1 {
+            self.take_claims();
+            self.release_claims();
+        }
         self.clock_ns = now_ns;
         self.neigh_tick(io, now_ns);
         self.run_local_pending(io);

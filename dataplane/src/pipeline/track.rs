@@ -141,8 +141,13 @@ impl Pipeline {
             true
         };
         // Settled once: a packet that goes on (a copy) must not settle it again.
-        if let Outcome::Conn { created, .. } = &mut self.groups[g as usize].ct[i] {
+        if let Outcome::Conn { created, id, .. } = &mut self.groups[g as usize].ct[i] {
+            let made = survived && confirmed && *created;
             *created = false;
+            let id = *id;
+            if made {
+                self.claim_reply(id);
+            }
         }
         confirmed
     }

@@ -5,7 +5,8 @@
 //! ping through MASQUERADE; the box answering pings to its own address; the port forward from the uplink to a LAN server; ICMP time
 //! exceeded at TTL 1 and fragmentation needed for a DF datagram over the uplink's MTU (1400);
 //! two LAN clients with the same source port get different translated ports; and the same with
-//! two workers, where NAT picks only ports whose replies hash back to the picking worker.
+//! two workers, where NAT picks only ports whose replies hash back to the picking worker and
+//! port-forwarded connections whose replies hash elsewhere are claimed by their owner.
 
 use super::rig::{echo_server, serial, skip_reason, spawn_in_ns, tcp_echo, Rig};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -274,6 +275,7 @@ fn e2e_routed_masquerade_with_two_workers() {
     r.start(RULES, &format!("cores = [0, 1]\nframes = 1024\n{PORTS}"));
     let stop = Arc::new(AtomicBool::new(false));
     let srv = echo_server(&r.s, SERVER, 7, Arc::clone(&stop));
+    let lan_srv = echo_server(&r.c, CLIENT_A, 7, Arc::clone(&stop));
     let (tcp, udp, pings) = Rig::in_ns(&r.c, || {
         let hs: Vec<_> = (0..16)
             .map(|i| {
@@ -286,13 +288,30 @@ fn e2e_routed_masquerade_with_two_workers() {
         let pings: usize = (0..8).map(|id| ping(SERVER, 0x100 + id, 1)).sum();
         (tcp, udp, pings)
     });
+    // Port forwards from the uplink: DNAT fixes the reply's ports, so about half the replies
+    // hash to the other worker; the owner's claim brings them back.
+    let forwarded = Rig::in_ns(&r.s, || {
+        let hs: Vec<_> = (0..16)
+            .map(|_| std::thread::spawn(|| tcp_echo(UPLINK, 8080, 64 * 1024)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
     stop.store(true, Ordering::Relaxed);
     srv.join().unwrap();
+    lan_srv.join().unwrap();
     let out = r.stop();
     // A reply reaching a worker without the connection would be dropped (no route back
     // through FORWARD's policy): every echo completing means each translated reply hashed to
     // the worker that translated it.
     assert!(tcp.iter().all(|x| x.is_ok()), "{tcp:?}\n{}", out.stderr);
+    assert!(
+        forwarded.iter().all(|x| x.is_ok()),
+        "{forwarded:?}\n{}",
+        out.stderr
+    );
+    assert!(out.counter("claim_sent") > 0, "{}", out.stderr);
     assert_eq!(udp, 16, "{}", out.stderr);
     assert_eq!(pings, 8, "{}", out.stderr);
     assert!(out.counter("handoff_in") > 0, "{}", out.stderr);
