@@ -301,7 +301,6 @@ pub(crate) fn drop_notes(stats: &dataplane::stats::StatsShard) -> String {
         Counter::RouteUnreachable,
         Counter::RouteTtlExceeded,
         Counter::RouteFragNeeded,
-        Counter::RouteTooBig,
         Counter::NeighDropped,
         Counter::NatNoAddress,
         Counter::NatFailed,

@@ -86,7 +86,7 @@ counters! {
     RouteTtlExceeded = "route_ttl_exceeded": "frames with TTL 1 or 0 to forward (ICMP time exceeded sent)",
     RouteFragNeeded = "route_frag_needed": "DF frames over the egress MTU (ICMP fragmentation needed sent)",
     RouteNotForUs = "route_not_for_us": "frames addressed to another MAC, or group-addressed frames to forward",
-    RouteTooBig = "route_too_big": "frames over the egress MTU without DF that this dataplane does not fragment",
+    RouteFragmented = "route_fragmented": "fragments made of datagrams over the egress MTU without DF",
     IcmpErrorSent = "icmp_error_sent": "ICMP errors the routing step sent (time exceeded, unreachable, fragmentation needed)",
     EchoReplied = "echo_replied": "ICMP echo requests to the box's addresses answered (routed mode without a TAP)",
     ArpReplied = "arp_replied": "ARP requests for the box's addresses answered",

@@ -3,6 +3,8 @@
 //! batch; a masqueraded connection dies when its port loses the address it was masqueraded to
 //! (`masq_inet_event`), and when a route change makes its packets leave by another port
 //! (`nf_nat_oif_changed`: the packet is dropped); static neighbours follow the new tables.
+//! And the egress MTU: a datagram over it without DF leaves in fragments (`ip_do_fragment`'s
+//! slow path, after its MASQUERADE), one with DF is refused with fragmentation needed.
 
 use classifier::compile::{CompiledRuleset, TreeParams};
 use classifier::conntrack::list::listing;
@@ -71,10 +73,14 @@ struct Rig {
 }
 
 fn rig() -> Rig {
+    rig_with(router([10, 255, 2, 1], false))
+}
+
+fn rig_with(first: Router) -> Rig {
     let mut rs = Ruleset::new();
     restore(RULES, &RestoreOptions::default(), &mut rs).unwrap();
     let rules = Arc::new(CompiledRuleset::compile(&rs, 0, &TreeParams::default()));
-    let first = Arc::new(router([10, 255, 2, 1], false));
+    let first = Arc::new(first);
     let shared = Arc::new(SharedRouter::new(Arc::clone(&first)));
     let topo = Arc::new(Topology {
         ports: ["ina", "outb"]
@@ -181,4 +187,85 @@ fn a_masqueraded_connection_whose_route_moves_is_killed_and_its_packet_dropped()
     assert_eq!(lan.len(), 1);
     assert_eq!(source(&lan[0]), CLIENT);
     assert_eq!(&lan[0][..6], &LAN_GW_MAC);
+}
+
+/// A UDP datagram of `len` IP bytes from the client to the remote host.
+fn big_datagram(len: usize, df: bool) -> Vec<u8> {
+    let udp = build::udp(CLIENT, REMOTE, 5000, 53, &vec![0x5a; len - 28]);
+    let repr = ipv4::Repr {
+        dont_frag: df,
+        ..ipv4::Repr::new(CLIENT, REMOTE, IpProtocol::UDP, 0, 64)
+    };
+    let ip = build::ipv4(repr, &udp);
+    build::ethernet(
+        LAN_MAC,
+        CLIENT_MAC,
+        classifier::wire::EtherType::IPV4,
+        &ip,
+        60,
+    )
+}
+
+#[test]
+fn over_the_egress_mtu_a_datagram_is_fragmented_or_refused_with_df() {
+    let mut uplink_1400 = router([10, 255, 2, 1], false);
+    uplink_1400.ports[1].mtu = 1400;
+    let mut r = rig_with(uplink_1400);
+    let [_, up] = r.send(&big_datagram(1500, false));
+    // (1400 - 20) rounded down to 8 bytes of data, then the rest: 1376 + 104.
+    assert_eq!(up.len(), 2, "two fragments");
+    let ip = |f: &Vec<u8>| f[14..].to_vec();
+    let (a, b) = (ip(&up[0]), ip(&up[1]));
+    assert_eq!(u16::from_be_bytes([a[2], a[3]]), 1396);
+    assert_eq!(u16::from_be_bytes([a[6], a[7]]), 0x2000, "MF, offset 0");
+    assert_eq!(u16::from_be_bytes([b[2], b[3]]), 124);
+    assert_eq!(
+        u16::from_be_bytes([b[6], b[7]]),
+        1376 / 8,
+        "offset 172, last"
+    );
+    for f in [&a, &b] {
+        assert_eq!(
+            &f[12..16],
+            &[10, 255, 2, 1],
+            "masqueraded before fragmenting"
+        );
+        assert_eq!(f[8], 63, "TTL decremented");
+        assert_eq!(
+            classifier::wire::checksum::data(&f[..20]),
+            0xffff,
+            "header checksum"
+        );
+        assert_eq!(&f[4..6], &a[4..6], "one IP id");
+    }
+    assert_eq!(&up[0][..6], &GW_MAC);
+    assert_eq!(&up[1][..6], &GW_MAC);
+    // The UDP header rides in the first fragment, rewritten by MASQUERADE with a checksum
+    // over the whole datagram: checked on the reassembled payload.
+    let mut whole = a[..20].to_vec();
+    whole.extend_from_slice(&a[20..]);
+    whole.extend_from_slice(&b[20..]);
+    whole[2..4].copy_from_slice(&1500u16.to_be_bytes());
+    whole[6..8].copy_from_slice(&[0, 0]);
+    let udp = &whole[20..];
+    let pseudo = classifier::wire::checksum::pseudo_header(
+        Ipv4Addr::new(10, 255, 2, 1),
+        REMOTE,
+        IpProtocol::UDP,
+        udp.len() as u32,
+    );
+    assert_eq!(
+        classifier::wire::checksum::combine(&[pseudo, classifier::wire::checksum::data(udp)]),
+        0xffff,
+        "UDP checksum of the reassembled datagram"
+    );
+    assert_eq!(r.stats.get(Counter::RouteFragmented), 2);
+
+    let [lan, up] = r.send(&big_datagram(1500, true));
+    assert!(up.is_empty());
+    assert_eq!(lan.len(), 1, "fragmentation needed back to the client");
+    let icmp = &lan[0][34..];
+    assert_eq!((icmp[0], icmp[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1400);
+    assert_eq!(r.stats.get(Counter::RouteFragNeeded), 1);
 }

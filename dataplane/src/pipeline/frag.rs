@@ -14,6 +14,7 @@ use super::{Group, Pipeline};
 use crate::io::FrameIo;
 use crate::stats::Counter;
 use crate::xsk::XdpDesc;
+use classifier::defrag::refrag::{output_action, OutputAction};
 use classifier::defrag::{user, DropReason, FragMeta, Fragmenter, Offer};
 use classifier::packet::Headers;
 use classifier::wire::headers::parse_ethernet;
@@ -152,15 +153,75 @@ impl Pipeline {
         }
     }
 
-    /// Sends packet `i` of `g` out of `egress`: as it is, or, reassembled, cut along the
-    /// boundaries it arrived with.
+    /// The reassembly facts of packet `i` of `g` (default for a datagram that arrived whole).
+    pub(super) fn frag_meta(&self, g: Group, i: usize) -> FragMeta {
+        match self.groups[g as usize].frag[i] {
+            0 => FragMeta::default(),
+            tag => self.layouts.slots[usize::from(tag) - 1].1,
+        }
+    }
+
+    /// The MTU packets leave `egress` with: the routed port's, else no limit (a bridge does
+    /// not fragment).
+    pub(super) fn egress_mtu(&self, egress: usize) -> u32 {
+        self.router
+            .as_ref()
+            .and_then(|rt| rt.ports.get(egress))
+            .map_or(u32::from(u16::MAX), |p| u32::from(p.mtu))
+    }
+
+    /// Whether packet `i` of `g` leaves `egress` in fragments (its DF refusals were made at
+    /// routing).
+    pub(super) fn needs_fragments(&self, g: Group, i: usize, egress: usize) -> bool {
+        let h = self.groups[g as usize].h[i];
+        let meta = self.frag_meta(g, i);
+        output_action(
+            usize::from(h.ip_len),
+            h.dont_frag,
+            &meta,
+            self.egress_mtu(egress),
+        ) == OutputAction::Fragment
+    }
+
+    /// Sends packet `i` of `g` out of `egress` as `__ip_finish_output` does: as it is when it
+    /// fits and was not reassembled, else fragmented for the egress MTU (along the boundaries
+    /// it arrived with when they fit: `ip_do_fragment`'s fast path). A DF datagram that does not
+    /// fit (a local one: forwarded ones were refused at routing) is dropped.
     pub(super) fn send_out<I: FrameIo>(&mut self, io: &mut I, g: Group, i: usize, egress: usize) {
         let gb = &self.groups[g as usize];
-        let (d, tag, l3) = (gb.d[i], gb.frag[i], usize::from(gb.h[i].l3_offset));
-        if tag == 0 {
-            io.tx(egress, d);
-            return;
+        let (d, h) = (gb.d[i], gb.h[i]);
+        let meta = self.frag_meta(g, i);
+        let mtu = self.egress_mtu(egress);
+        match output_action(usize::from(h.ip_len), h.dont_frag, &meta, mtu) {
+            OutputAction::Send => io.tx(egress, d),
+            OutputAction::FragNeeded { .. } => {
+                self.stats.add(Counter::RouteFragNeeded, 1);
+                io.free(d.addr);
+            }
+            OutputAction::Fragment => {
+                let mut pieces = std::mem::take(&mut self.pieces);
+                self.cut(io, g, i, mtu, &mut pieces);
+                for fd in pieces.drain(..) {
+                    io.tx(egress, fd);
+                }
+                self.pieces = pieces;
+            }
         }
+    }
+
+    /// Cuts packet `i` of `g` into fragments for `mtu`, each in a frame of its own (their
+    /// Ethernet header the packet's), into `pieces`; frees the packet's frame.
+    pub(super) fn cut<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        g: Group,
+        i: usize,
+        mtu: u32,
+        pieces: &mut Vec<XdpDesc>,
+    ) {
+        let gb = &self.groups[g as usize];
+        let (d, tag, l3) = (gb.d[i], gb.frag[i], usize::from(gb.h[i].l3_offset));
+        let meta = self.frag_meta(g, i);
         let Some(f) = io.frame(d.addr, d.len) else {
             io.free(d.addr);
             return;
@@ -168,17 +229,14 @@ impl Pipeline {
         let scratch = &mut self.layouts.scratch;
         scratch.clear();
         scratch.extend_from_slice(f);
-        let (sizes, meta) = &self.layouts.slots[usize::from(tag) - 1];
+        let layout = (tag != 0).then(|| self.layouts.slots[usize::from(tag) - 1].0.as_slice());
         let (eth, datagram) = scratch.split_at(l3);
-        let mut sent = 0u64;
         let mut lost = 0u64;
-        let res = self.layouts.fragmenter.fragment(
-            datagram,
-            meta,
-            u32::from(u16::MAX),
-            Some(sizes),
-            |frag| {
-                // Each piece in a frame of its own (the source frame is only a valid donor).
+        let res = self
+            .layouts
+            .fragmenter
+            .fragment(datagram, &meta, mtu, layout, |frag| {
+                // The source frame is only a valid donor for `build_from`.
                 let built = io.build_from(d.addr, d.len, |_, dst| {
                     let n = eth.len() + frag.len();
                     (n <= dst.len()).then(|| {
@@ -188,19 +246,23 @@ impl Pipeline {
                     })
                 });
                 match built {
-                    Ok(Some(fd)) => {
-                        io.tx(egress, fd);
-                        sent += 1;
-                    }
+                    Ok(Some(fd)) => pieces.push(fd),
                     _ => lost += 1,
                 }
-            },
-        );
+            });
         io.free(d.addr);
         if res.is_err() {
             lost += 1;
         }
-        self.stats.add(Counter::DefragRefragmented, sent);
+        let made = pieces.len() as u64;
+        self.stats.add(
+            if tag != 0 {
+                Counter::DefragRefragmented
+            } else {
+                Counter::RouteFragmented
+            },
+            made,
+        );
         if lost > 0 {
             self.stats.add(Counter::TxNoFrame, lost);
         }

@@ -221,6 +221,8 @@ pub struct Pipeline {
     /// claims on their way out (a reused buffer).
     claims: crate::steer::Claims,
     released: Vec<classifier::conntrack::tuple::Tuple>,
+    /// Fragments being made of one packet (a reused buffer).
+    pieces: Vec<XdpDesc>,
     /// Routed mode's neighbour cache, and the actions it asked for (reused buffer).
     neigh: Box<crate::route::neigh::Neighbors<XdpDesc>>,
     neigh_acts: Vec<crate::route::neigh::Action<XdpDesc>>,
@@ -309,6 +311,7 @@ impl Pipeline {
             steering: Steering::single(),
             claims: crate::steer::Claims::new(0, 0),
             released: Vec::new(),
+            pieces: Vec::with_capacity(128),
             neigh: Box::new(neighbors(&topo_for_neigh)),
             neigh_acts: Vec::with_capacity(crate::route::neigh::QUEUE_MAX * 4),
             neigh_next_tick: 0,

@@ -23,6 +23,7 @@ use crate::route::neigh::{Action, Heard, Resolved};
 use crate::route::{Hop, Router};
 use crate::stats::Counter;
 use crate::xsk::XdpDesc;
+use classifier::defrag::refrag::ip_exceeds_mtu;
 use classifier::packet::{IfName, PacketMeta};
 use classifier::wire::headers::parse_ethernet;
 use classifier::wire::{icmp, ipv4};
@@ -78,7 +79,9 @@ impl Pipeline {
                     self.icmp_error_for(io, &rt, d, kind);
                     return drop(self, io, Counter::RouteTtlExceeded);
                 }
-                if h.dont_frag && h.ip_len > mtu && gb.frag[i] == 0 {
+                let meta = self.frag_meta(Group::Pre, i);
+                let len = usize::from(h.ip_len);
+                if ip_exceeds_mtu(len, h.dont_frag, &meta, u32::from(mtu)) {
                     let mut kind = icmp::Repr::dst_unreachable(4, &[]);
                     kind.rest[2..4].copy_from_slice(&mtu.to_be_bytes());
                     self.icmp_error_for(io, &rt, d, kind);
@@ -264,6 +267,18 @@ impl Pipeline {
             Resolved::Mac(mac) => {
                 rewrite_macs(io, d, mac, rt.ports[egress].mac);
                 true
+            }
+            Resolved::Pending(e) if self.needs_fragments(g, i, egress) => {
+                // Fragmented first, as `ip_finish_output` does before `neigh_output`: each
+                // fragment waits for the neighbour.
+                let mut pieces = std::mem::take(&mut self.pieces);
+                self.cut(io, g, i, self.egress_mtu(egress), &mut pieces);
+                self.stats.add(Counter::NeighQueued, pieces.len() as u64);
+                for fd in pieces.drain(..) {
+                    self.neigh.enqueue(e, fd, &mut |a| acts.push(a));
+                }
+                self.pieces = pieces;
+                false
             }
             Resolved::Pending(e) if tag == 0 => {
                 self.stats.add(Counter::NeighQueued, 1);

@@ -214,6 +214,14 @@ fn e2e_routed_icmp_errors_and_clashing_source_ports() {
     require_e2e!();
     let mut r = routed_rig(1);
     r.start(RULES, PORTS);
+    // The server's receiver of the datagram the box must fragment (no DF, over the MTU).
+    let whole = spawn_in_ns(&r.s, || {
+        let u = UdpSocket::bind((SERVER, 9002)).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut b = [0u8; 2048];
+        u.recv(&mut b).map(|n| b[..n].to_vec()).ok()
+    });
+    std::thread::sleep(Duration::from_millis(100));
     let (ttl, frag) = Rig::in_ns(&r.c, || {
         let icmp = icmp_socket();
         let u = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
@@ -224,20 +232,28 @@ fn e2e_routed_icmp_errors_and_clashing_source_ports() {
         u.send_to(b"ttl one", &to).unwrap();
         let ttl = recv_icmp(&icmp, 2000, |m| m.1 == 11);
         u.set_ttl(64).unwrap();
-        // IP_PMTUDISC_DO: DF set, and the datagram is not fragmented by the sender.
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&u);
-        let v: libc::c_int = libc::IP_PMTUDISC_DO;
-        // SAFETY: setsockopt on our own socket with an int option.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_IP,
-                libc::IP_MTU_DISCOVER,
-                &v as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
+        let pmtu_discovery = |v: libc::c_int| {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&u);
+            // SAFETY: setsockopt on our own socket with an int option.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IP,
+                    libc::IP_MTU_DISCOVER,
+                    &v as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0);
         };
-        assert_eq!(rc, 0);
+        // IP_PMTUDISC_DONT first (before any fragmentation needed teaches this host the
+        // path's MTU): no DF, the box fragments.
+        pmtu_discovery(libc::IP_PMTUDISC_DONT);
+        let big: Vec<u8> = (0..1450).map(|i| (i % 251) as u8).collect();
+        u.send_to(&big, &SockAddr::from(SocketAddrV4::new(ip(SERVER), 9002)))
+            .unwrap();
+        // IP_PMTUDISC_DO: DF set, and the datagram is not fragmented by the sender.
+        pmtu_discovery(libc::IP_PMTUDISC_DO);
         u.send_to(&[0x5a; 1450], &to).unwrap();
         let frag = recv_icmp(&icmp, 2000, |m| m.1 == 3 && m.2 == 4);
         (ttl, frag)
@@ -259,6 +275,10 @@ fn e2e_routed_icmp_errors_and_clashing_source_ports() {
     assert_eq!(u16::from_be_bytes([rest[2], rest[3]]), 1400);
     assert_eq!(out.counter("route_ttl_exceeded"), 1, "{}", out.stderr);
     assert_eq!(out.counter("route_frag_needed"), 1, "{}", out.stderr);
+    let whole = whole.join().unwrap();
+    let big: Vec<u8> = (0..1450).map(|i| (i % 251) as u8).collect();
+    assert_eq!(whole.as_deref(), Some(&big[..]), "{}", out.stderr);
+    assert_eq!(out.counter("route_fragmented"), 2, "{}", out.stderr);
     assert_eq!(out.counter("reject_rate_limited"), 0, "{}", out.stderr);
     assert_eq!(seen.len(), 2, "{}", out.stderr);
     assert!(seen.iter().all(|s| *s.ip() == ip(UPLINK)), "{seen:?}");
