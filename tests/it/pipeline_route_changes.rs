@@ -4,7 +4,9 @@
 //! (`masq_inet_event`), and when a route change makes its packets leave by another port
 //! (`nf_nat_oif_changed`: the packet is dropped); static neighbours follow the new tables.
 //! And the egress MTU: a datagram over it without DF leaves in fragments (`ip_do_fragment`'s
-//! slow path, after its MASQUERADE), one with DF is refused with fragmentation needed.
+//! slow path, after its MASQUERADE), one with DF is refused with fragmentation needed, and that
+//! error is RELATED to the connection of the datagram it is about (`nf_ct_attach`), its quote
+//! translated back as the kernel does (checked against the kernel by hand: see the test).
 
 use classifier::compile::{CompiledRuleset, TreeParams};
 use classifier::conntrack::list::listing;
@@ -77,8 +79,12 @@ fn rig() -> Rig {
 }
 
 fn rig_with(first: Router) -> Rig {
+    rig_rules(RULES, first)
+}
+
+fn rig_rules(rules: &str, first: Router) -> Rig {
     let mut rs = Ruleset::new();
-    restore(RULES, &RestoreOptions::default(), &mut rs).unwrap();
+    restore(rules, &RestoreOptions::default(), &mut rs).unwrap();
     let rules = Arc::new(CompiledRuleset::compile(&rs, 0, &TreeParams::default()));
     let first = Arc::new(first);
     let shared = Arc::new(SharedRouter::new(Arc::clone(&first)));
@@ -268,4 +274,64 @@ fn over_the_egress_mtu_a_datagram_is_fragmented_or_refused_with_df() {
     assert_eq!((icmp[0], icmp[1]), (3, 4));
     assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1400);
     assert_eq!(r.stats.get(Counter::RouteFragNeeded), 1);
+}
+
+#[test]
+fn the_boxs_icmp_error_is_related_to_its_packets_connection_and_untranslated_back() {
+    // What the kernel (6.18, iptables-legacy) does with this ruleset, a DF datagram of 1450
+    // bytes to the port forward and a LAN MTU of 1400: the DNAT rule 1, nat OUTPUT and
+    // POSTROUTING 0 (the nat table never sees the error), OUTPUT's RELATED 1, INVALID 0,
+    // DNAT 1; the error
+    // from the uplink address quoting the datagram as the client sent it (10.255.2.1:8080).
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -p udp -m udp --dport 8080 -j DNAT --to-destination 10.255.1.2:9\n\
+-A OUTPUT\n-A POSTROUTING\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+:OUTPUT ACCEPT [0:0]\n-A OUTPUT -m conntrack --ctstate RELATED\n\
+-A OUTPUT -m conntrack --ctstate INVALID\n-A OUTPUT -m conntrack --ctstate DNAT\nCOMMIT\n";
+    let mut lan_1400 = router([10, 255, 2, 1], false);
+    lan_1400.ports[0].mtu = 1400;
+    let mut r = rig_rules(rules, lan_1400);
+    let udp = build::udp(
+        REMOTE,
+        Ipv4Addr::new(10, 255, 2, 1),
+        40000,
+        8080,
+        &[0x78; 1422],
+    );
+    let repr = ipv4::Repr {
+        dont_frag: true,
+        ..ipv4::Repr::new(REMOTE, Ipv4Addr::new(10, 255, 2, 1), IpProtocol::UDP, 0, 64)
+    };
+    let ip = build::ipv4(repr, &udp);
+    let frame = build::ethernet(UP_MAC, GW_MAC, classifier::wire::EtherType::IPV4, &ip, 60);
+    let d = r.io.inject(&frame).unwrap();
+    r.now += 1_000_000;
+    r.p.rx_burst(&mut r.io, 1, &[d], r.now);
+    let (lan, up) = (r.io.take_sent(0), r.io.take_sent(1));
+    assert!(lan.is_empty());
+    assert_eq!(
+        up.len(),
+        1,
+        "fragmentation needed back to the remote client"
+    );
+    let e = &up[0][14..];
+    assert_eq!(&e[12..16], &[10, 255, 2, 1], "from the uplink address");
+    assert_eq!(&e[16..20], &REMOTE.octets());
+    assert_eq!((e[20], e[21]), (3, 4));
+    assert_eq!(u16::from_be_bytes([e[26], e[27]]), 1400);
+    let inner = &e[28..];
+    assert_eq!(&inner[16..20], &[10, 255, 2, 1], "the quote's DNAT undone");
+    assert_eq!(u16::from_be_bytes([inner[22], inner[23]]), 8080);
+    // Rules by id: the filter table's (RELATED, INVALID, DNAT), then the nat table's (the
+    // DNAT, OUTPUT's and POSTROUTING's counting rules).
+    let counts: Vec<u64> =
+        r.p.state()
+            .counters
+            .rules
+            .iter()
+            .map(|c| c.packets)
+            .collect();
+    assert_eq!(counts, vec![1, 0, 1, 1, 0, 0]);
+    // The datagram's connection (never confirmed: its packet was dropped) is gone.
+    assert!(listing(r.p.tracker()).is_empty());
 }

@@ -223,6 +223,9 @@ pub struct Pipeline {
     released: Vec<classifier::conntrack::tuple::Tuple>,
     /// Fragments being made of one packet (a reused buffer).
     pieces: Vec<XdpDesc>,
+    /// Unconfirmed connections whose packet was dropped after an ICMP error attached to them:
+    /// freed once the local packets have run.
+    doomed: Vec<u32>,
     /// Routed mode's neighbour cache, and the actions it asked for (reused buffer).
     neigh: Box<crate::route::neigh::Neighbors<XdpDesc>>,
     neigh_acts: Vec<crate::route::neigh::Action<XdpDesc>>,
@@ -312,6 +315,7 @@ impl Pipeline {
             claims: crate::steer::Claims::new(0, 0),
             released: Vec::new(),
             pieces: Vec::with_capacity(128),
+            doomed: Vec::with_capacity(BATCH),
             neigh: Box::new(neighbors(&topo_for_neigh)),
             neigh_acts: Vec::with_capacity(crate::route::neigh::QUEUE_MAX * 4),
             neigh_next_tick: 0,
@@ -580,6 +584,11 @@ impl Pipeline {
             self.local_pending = false;
             self.run_group(io, Group::RawOut);
             self.run_local(io);
+        }
+        if let Some(ct) = self.st.ct.as_mut() {
+            for id in self.doomed.drain(..) {
+                ct.table.abort(id);
+            }
         }
     }
 

@@ -23,6 +23,7 @@ use crate::route::neigh::{Action, Heard, Resolved};
 use crate::route::{Hop, Router};
 use crate::stats::Counter;
 use crate::xsk::XdpDesc;
+use classifier::conntrack::{CtKind, Outcome};
 use classifier::defrag::refrag::ip_exceeds_mtu;
 use classifier::packet::{IfName, PacketMeta};
 use classifier::wire::headers::parse_ethernet;
@@ -52,10 +53,11 @@ impl Pipeline {
         };
         let gb = &self.groups[Group::Pre as usize];
         let (h, d, to_us) = (gb.h[i], gb.d[i], gb.route[i] == crate::route::Route::Local);
+        let attach = related_to(gb.ct[i]);
         let hop = rt.lookup(h.dst);
         let drop = |p: &mut Pipeline, io: &mut I, c: Counter| {
             p.stats.add(c, 1);
-            p.settle(Group::Pre, i, false);
+            p.settle_after_local(i);
             io.free(d.addr);
         };
         match hop {
@@ -63,7 +65,8 @@ impl Pipeline {
             // INPUT runs before the socket lookup).
             Hop::Local | Hop::Broadcast => self.pass(Group::Pre, i, Group::Input, mark),
             Hop::Unreachable => {
-                self.icmp_error_for(io, &rt, d, icmp::Repr::dst_unreachable(0, &[]));
+                let kind = icmp::Repr::dst_unreachable(0, &[]);
+                self.icmp_error_for(io, &rt, d, kind, attach);
                 drop(self, io, Counter::RouteUnreachable);
             }
             Hop::Forward { .. } if !to_us => drop(self, io, Counter::RouteNotForUs),
@@ -76,7 +79,7 @@ impl Pipeline {
                         rest: [0; 4],
                         data: &[],
                     };
-                    self.icmp_error_for(io, &rt, d, kind);
+                    self.icmp_error_for(io, &rt, d, kind, attach);
                     return drop(self, io, Counter::RouteTtlExceeded);
                 }
                 let meta = self.frag_meta(Group::Pre, i);
@@ -84,7 +87,7 @@ impl Pipeline {
                 if ip_exceeds_mtu(len, h.dont_frag, &meta, u32::from(mtu)) {
                     let mut kind = icmp::Repr::dst_unreachable(4, &[]);
                     kind.rest[2..4].copy_from_slice(&mtu.to_be_bytes());
-                    self.icmp_error_for(io, &rt, d, kind);
+                    self.icmp_error_for(io, &rt, d, kind, attach);
                     return drop(self, io, Counter::RouteFragNeeded);
                 }
                 let l3 = usize::from(h.l3_offset);
@@ -109,13 +112,15 @@ impl Pipeline {
         }
     }
 
-    /// Sends the ICMP error `kind` about frame `d` to its sender, as a local packet.
+    /// Sends the ICMP error `kind` about frame `d` to its sender, as a local packet carrying
+    /// `attach` (the offending packet's connection, RELATED: `nf_ct_attach`) when it had one.
     fn icmp_error_for<I: FrameIo>(
         &mut self,
         io: &mut I,
         rt: &Router,
         d: XdpDesc,
         kind: icmp::Repr<'_>,
+        attach: Option<Outcome>,
     ) {
         let Some(sender) = io.frame(d.addr, d.len).and_then(|f| parse_ethernet(f).ok()) else {
             return;
@@ -148,7 +153,7 @@ impl Pipeline {
         match built {
             Ok(Some(reply)) => {
                 self.stats.add(Counter::IcmpErrorSent, 1);
-                self.send_local(io, reply, port as u8, toward);
+                self.send_local(io, reply, port as u8, toward, attach);
             }
             Ok(None) => self.stats.add(Counter::RejectSuppressed, 1),
             Err(_) => self.stats.add(Counter::RejectNoFrame, 1),
@@ -212,12 +217,20 @@ impl Pipeline {
             m.fill_checksum();
         }
         self.stats.add(Counter::EchoReplied, 1);
-        self.send_local(io, d, port, toward);
+        self.send_local(io, d, port, toward, None);
         true
     }
 
-    /// A packet the box itself sends out of `port` toward next hop `hop`: into OUTPUT.
-    pub(super) fn send_local<I: FrameIo>(&mut self, io: &mut I, d: XdpDesc, port: u8, hop: u32) {
+    /// A packet the box itself sends out of `port` toward next hop `hop`: into OUTPUT, with
+    /// the connection it is `attach`ed to (tracking then keeps it).
+    pub(super) fn send_local<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        d: XdpDesc,
+        port: u8,
+        hop: u32,
+        attach: Option<Outcome>,
+    ) {
         let Some(Ok(h)) = io.frame(d.addr, d.len).map(parse_ethernet) else {
             io.free(d.addr);
             return;
@@ -237,7 +250,27 @@ impl Pipeline {
         let gb = &mut self.groups[g as usize];
         gb.hop[gb.n] = hop;
         gb.push(h, m, d, port, port);
+        if let Some(o) = attach {
+            gb.ct[gb.n - 1] = o;
+        }
         self.local_pending = true;
+    }
+
+    /// Settles packet `i` of PREROUTING, which is dropped after an ICMP error about it was
+    /// made: a connection it made stays until the local packets have run (the error is attached
+    /// to it, as the kernel's skb holds its reference), then goes.
+    fn settle_after_local(&mut self, i: usize) {
+        if let Outcome::Conn {
+            created: created @ true,
+            id,
+            ..
+        } = &mut self.groups[Group::Pre as usize].ct[i]
+        {
+            *created = false;
+            self.doomed.push(*id);
+            return;
+        }
+        self.settle(Group::Pre, i, false);
     }
 
     /// Sends packet `i` of `g` out of `egress` in routed mode: its next hop resolved, its MACs
@@ -315,7 +348,7 @@ impl Pipeline {
                     self.stats.add(Counter::NeighDropped, 1);
                     if failed {
                         let kind = icmp::Repr::dst_unreachable(1, &[]);
-                        self.icmp_error_for(io, rt, frame, kind);
+                        self.icmp_error_for(io, rt, frame, kind, None);
                     }
                     io.free(frame.addr);
                 }
@@ -432,6 +465,20 @@ impl Pipeline {
         self.neigh.tick(now_ns / 1_000_000, &mut |a| acts.push(a));
         self.neigh_acts = acts;
         self.run_neigh_actions(io, &rt);
+    }
+}
+
+/// What a locally made ICMP error about a packet of outcome `o` carries: its connection,
+/// RELATED, in the other direction (`nf_ct_attach`: RELATED_REPLY for an original packet).
+fn related_to(o: Outcome) -> Option<Outcome> {
+    match o {
+        Outcome::Conn { id, dir, .. } => Some(Outcome::Conn {
+            id,
+            dir: dir.other(),
+            kind: CtKind::Related,
+            created: false,
+        }),
+        _ => None,
     }
 }
 

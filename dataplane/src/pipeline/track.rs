@@ -79,10 +79,29 @@ impl Pipeline {
             return;
         }
         let arriving = from == Group::RawPre;
-        let (h, d) = {
+        let (h, d, attached) = {
             let gb = &self.groups[from as usize];
-            (gb.h[i], gb.d[i])
+            (gb.h[i], gb.d[i], gb.ct[i])
         };
+        if let (false, Some(ct), Outcome::Conn { .. }) = (arriving, self.st.ct.as_ref(), attached) {
+            // A local ICMP error attached to the connection of the packet it is about
+            // (`nf_ct_attach`): conntrack takes that connection as it is. The nat table never
+            // sees a RELATED ICMP error (`nf_nat_ipv4_fn` translates it and returns), even when
+            // the connection's manips are not set up (its packet was dropped before them):
+            // this packet's view says they are (no match reads those bits).
+            let mut info = ct.info(&attached);
+            info.status |= u32::from(
+                classifier::conntrack::conn::status::SRC_NAT_DONE
+                    | classifier::conntrack::conn::status::DST_NAT_DONE,
+            );
+            self.pass(from, i, to, mark);
+            let gb = &mut self.groups[to as usize];
+            gb.m[gb.n - 1].ct = info;
+            if let Some(t) = self.ct_trace.as_mut() {
+                t.push(info.state);
+            }
+            return;
+        }
         loop {
             let Some(ct) = self.st.ct.as_mut() else {
                 return;
@@ -99,6 +118,9 @@ impl Pipeline {
                     self.stats.add(Counter::CtBatchSplits, 1);
                     if arriving {
                         self.run_arriving(io);
+                        // An ICMP error about that packet may hold its connection until the
+                        // local packets have run.
+                        self.run_local_pending(io);
                     } else {
                         self.run_local(io);
                     }
