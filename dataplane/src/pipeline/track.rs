@@ -102,7 +102,9 @@ impl Pipeline {
             }
             return;
         }
-        loop {
+        // Busy twice in a row means the connection stays unconfirmed whatever runs first (one
+        // a local ICMP error holds: see `routed.rs`): the packet is then INVALID, never a loop.
+        for round in 0.. {
             let Some(ct) = self.st.ct.as_mut() else {
                 return;
             };
@@ -110,7 +112,10 @@ impl Pipeline {
                 .frame(d.addr, d.len)
                 .and_then(|f| f.get(usize::from(h.l3_offset)..))
                 .unwrap_or(&[]);
-            let (o, info) = ct.track_with(&h, ip, arriving, &template);
+            let (o, info) = match ct.track_with(&h, ip, arriving, &template) {
+                (Outcome::Busy, _) if round >= 2 => (Outcome::Invalid, CtInfo::invalid()),
+                r => r,
+            };
             match o {
                 Outcome::Busy => {
                     // Finish the packets that went ahead (the one that made this connection is

@@ -418,6 +418,43 @@ pub fn conversations(
     out
 }
 
+/// The box's own ICMP errors: a copy of one or two UDP datagrams, sent right after their
+/// original with TTL 1, so fw answers "time exceeded" about a packet of a (translated)
+/// connection: the error is RELATED to it and its quote translated back (`nf_ct_attach`,
+/// `nf_nat_icmp_reply_translation`). Drawn from their own stream so that older seeds keep
+/// their other frames.
+pub fn expiring_copies(rng: &mut Rng, steps: Vec<Step>) -> Vec<Step> {
+    let udp: Vec<usize> = (0..steps.len())
+        .filter(|&i| steps[i].ip.get(9) == Some(&17) && steps[i].ip.len() >= 28)
+        .collect();
+    if udp.is_empty() {
+        return steps;
+    }
+    let mut chosen: Vec<usize> = (0..rng.range(1, 3))
+        .map(|_| udp[rng.below(udp.len() as u64) as usize])
+        .collect();
+    chosen.sort_unstable();
+    chosen.dedup();
+    let mut out = Vec::with_capacity(steps.len() + chosen.len());
+    for (i, s) in steps.into_iter().enumerate() {
+        let copy = chosen.contains(&i).then(|| {
+            let mut ip = s.ip.clone();
+            ip[8] = 1;
+            ip[10..12].copy_from_slice(&[0, 0]);
+            let c = !classifier::wire::checksum::data(&ip[..usize::from(ip[0] & 15) * 4]);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            Step {
+                side: s.side,
+                ip,
+                what: format!("{} again with TTL 1", s.what),
+            }
+        });
+        out.push(s);
+        out.extend(copy);
+    }
+    out
+}
+
 /// `b`'s steps spread at random places among `a`'s, both orders kept.
 fn merge(rng: &mut Rng, a: Vec<Step>, b: Vec<Step>) -> Vec<Step> {
     let total = a.len() + b.len();
