@@ -112,6 +112,9 @@ fn open_twins(r: &RoutedPorts) -> Result<KernelRoutes, String> {
     if r.twins.len() != r.names.len() {
         return Err("routes = \"kernel\": every routed port needs its TAP twin".into());
     }
+    if r.names.len() >= usize::from(crate::steer::FROM_TWIN) {
+        return Err("routes = \"kernel\": at most 127 routed ports".into());
+    }
     let mut taps = Vec::new();
     let mut ifindex = Vec::new();
     for (n, port) in r.twins.iter().zip(&r.names) {

@@ -11,9 +11,14 @@ use classifier::packet::Headers;
 /// accepts (`frame_size = 4096`).
 pub const MAX_FRAME: usize = 4096;
 
+/// [`Handoff::port`]'s bit for a frame the host sent out of that port's TAP twin (the owner
+/// runs it through OUTPUT, not PREROUTING).
+pub const FROM_TWIN: u8 = 0x80;
+
 /// A frame on its way to the worker that owns its flow.
 #[derive(Clone)]
 pub struct Handoff {
+    /// The port it arrived on (with [`FROM_TWIN`]: the twin it came out of).
     pub port: u8,
     pub len: u16,
     pub data: [u8; MAX_FRAME],

@@ -11,6 +11,7 @@ use crate::afxdp::ShutdownReport;
 use crate::bpf::XskMap;
 use crate::io::PortIo;
 use crate::pipeline::{Handoff, Pipeline, BATCH};
+use crate::steer::FROM_TWIN;
 use crate::tap::Tap;
 use crate::xsk::XdpDesc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -187,17 +188,24 @@ impl<I: PortIo> Worker<I> {
                 }
             }
             total += n;
-            for p in 0..self.nports {
+            for tag in (0..self.nports).flat_map(|p| [p as u8, p as u8 | FROM_TWIN]) {
                 let mut mine = [XdpDesc::default(); BATCH];
                 let mut k = 0;
                 for i in 0..n {
-                    if usize::from(ports[i]) == p {
+                    if ports[i] == tag {
                         mine[k] = descs[i];
                         k += 1;
                     }
                 }
-                if k > 0 {
-                    self.io.default_tx_queue();
+                if k == 0 {
+                    continue;
+                }
+                self.io.default_tx_queue();
+                let p = usize::from(tag & !FROM_TWIN);
+                if tag & FROM_TWIN != 0 {
+                    self.pipeline
+                        .twin_handoff_burst(&mut self.io, p, &mine[..k], now());
+                } else {
                     self.pipeline
                         .handoff_burst(&mut self.io, p, &mine[..k], now());
                 }

@@ -15,6 +15,7 @@ use super::{Group, Pipeline};
 use crate::io::FrameIo;
 use crate::route::Router;
 use crate::stats::Counter;
+use crate::steer::FROM_TWIN;
 use crate::tap::Tap;
 use crate::xsk::XdpDesc;
 use classifier::conntrack::conn::NO_PORT;
@@ -112,8 +113,9 @@ impl Pipeline {
         true
     }
 
-    /// Frames the host sent out of port `port`'s twin: ARP leaves as it is, IPv4 goes through
-    /// OUTPUT and POSTROUTING and keeps the host's Ethernet header.
+    /// Frames the host sent out of port `port`'s twin: ARP leaves as it is, IPv4 goes to the
+    /// worker owning its flow (which tracks the replies), through OUTPUT and POSTROUTING, and
+    /// keeps the host's Ethernet header.
     pub fn twin_burst<I: FrameIo>(
         &mut self,
         io: &mut I,
@@ -121,7 +123,33 @@ impl Pipeline {
         descs: &[XdpDesc],
         now_ns: u64,
     ) {
+        self.twin_frames(io, port, descs, now_ns, true)
+    }
+
+    /// Twin frames another worker steered here (they are not steered again).
+    pub fn twin_handoff_burst<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        port: usize,
+        descs: &[XdpDesc],
+        now_ns: u64,
+    ) {
+        self.stats.add(Counter::HandoffIn, descs.len() as u64);
+        self.twin_frames(io, port, descs, now_ns, false)
+    }
+
+    fn twin_frames<I: FrameIo>(
+        &mut self,
+        io: &mut I,
+        port: usize,
+        descs: &[XdpDesc],
+        now_ns: u64,
+        steer: bool,
+    ) {
         self.refresh_router();
+        if steer && self.steering.workers > 1 {
+            self.take_claims();
+        }
         self.clock_ns = now_ns;
         let out = self.topo.ports.get(port).map_or(IfName::NONE, |p| p.name);
         for d in descs {
@@ -129,8 +157,10 @@ impl Pipeline {
                 io.free(d.addr);
                 continue;
             };
-            self.stats.add(Counter::RxPackets, 1);
-            self.stats.add(Counter::RxBytes, u64::from(d.len));
+            if steer {
+                self.stats.add(Counter::RxPackets, 1);
+                self.stats.add(Counter::RxBytes, u64::from(d.len));
+            }
             if super::ethertype(f) != super::ETH_P_IP {
                 self.stats.add(Counter::NonIpForwarded, 1);
                 io.tx(port, *d);
@@ -144,6 +174,28 @@ impl Pipeline {
                     continue;
                 }
             };
+            if steer && self.steering.workers > 1 {
+                let owner = crate::steer::flow_owner_claimed(
+                    &h,
+                    f,
+                    self.steering.key,
+                    self.steering.workers,
+                    Some(&self.claims),
+                );
+                if owner != self.steering.worker {
+                    let sent = self.hand_off(owner, port | usize::from(FROM_TWIN), f);
+                    self.stats.add(
+                        if sent {
+                            Counter::HandoffOut
+                        } else {
+                            Counter::HandoffDropped
+                        },
+                        1,
+                    );
+                    io.free(d.addr);
+                    continue;
+                }
+            }
             let g = self.entry_group(Group::RawOut);
             if self.groups[g as usize].n == super::BATCH {
                 self.run_group(io, g);

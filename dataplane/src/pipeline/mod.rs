@@ -554,7 +554,7 @@ impl Pipeline {
     }
 
     /// Copies frame `f` (received on `port`) to worker `owner`'s ring; false when it is full.
-    fn hand_off(&mut self, owner: usize, port: usize, f: &[u8]) -> bool {
+    pub(super) fn hand_off(&mut self, owner: usize, port: usize, f: &[u8]) -> bool {
         match self.steering.out.get_mut(owner) {
             Some(Some(ring)) if !ring.is_full() && f.len() <= MAX_FRAME => {
                 let mut m = Handoff {

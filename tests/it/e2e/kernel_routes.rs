@@ -3,12 +3,16 @@
 //! and mirrors the twins' addresses and routes over rtnetlink. Shown here: the host's stack
 //! answers ARP and pings for the box through the twins (the dataplane's own echo responder stays
 //! silent), forwarding uses the twins' connected routes, and an `ip route add` on a twin changes
-//! forwarding within a second (and `ip route del` takes it back).
+//! forwarding within a second (and `ip route del` takes it back). With two workers, the host's
+//! own connections (a TCP service on the twin's address behind a stateful INPUT) work: the
+//! frames the host sends are steered to the worker tracking their connection.
 
-use super::rig::{skip_reason, Rig};
+use super::rig::{echo_server, skip_reason, tcp_echo, Rig};
 use super::routed::{icmp_socket, ip, ping, recv_icmp, routed_rig};
 use socket2::SockAddr;
 use std::net::SocketAddrV4;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const GATEWAY: &str = "10.1.0.1";
@@ -109,5 +113,36 @@ fn e2e_routed_kernel_routes_follow_ip_route_on_the_twins() {
     assert!(!removed, "ip route del not followed:\n{}", out.stderr);
     assert!(out.counter("route_unreachable") >= 2, "{}", out.stderr);
     assert!(out.rule_packets("-d 10.3.0.0/24") >= 1, "{}", out.stdout);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn e2e_routed_kernel_routes_host_services_with_two_workers() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let rules = "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+-A INPUT -p tcp -m tcp --dport 7 -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n";
+    let mut r = routed_rig(4);
+    r.start(rules, &format!("cores = [0, 1]\nframes = 1024\n{CONFIG}"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let srv = echo_server(&r.f, GATEWAY, 7, Arc::clone(&stop));
+    let done = Rig::in_ns(&r.c, || {
+        let hs: Vec<_> = (0..16)
+            .map(|_| std::thread::spawn(|| tcp_echo(GATEWAY, 7, 32 * 1024)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    stop.store(true, Ordering::Relaxed);
+    srv.join().unwrap();
+    let out = r.stop();
+    // Half the host's replies are read by the worker that does not track them: without the
+    // steering their connections would never become ESTABLISHED, and INPUT would drop.
+    assert!(done.iter().all(|x| x.is_ok()), "{done:?}\n{}", out.stderr);
+    assert!(out.counter("handoff_in") > 0, "{}", out.stderr);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
