@@ -30,6 +30,16 @@ pub fn check_error(e: &CheckError) -> CmdError {
     }
 }
 
+/// libiptc's `iptcc_map_target` refuses a jump or goto to a built-in chain (EINVAL).
+fn refuse_builtin_jump(table: &Table, rule: &Rule) -> CmdResult<()> {
+    match &rule.target {
+        Target::Jump(c) | Target::Goto(c) if table.chain(c).is_some_and(|c| c.is_builtin()) => Err(
+            CmdError::iptc("Invalid argument. Run `dmesg' for more information"),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Validates a table as the kernel does on commit.
 pub fn commit_check(table: &Table) -> CmdResult<()> {
     check::check_table(table).map_err(|e| check_error(&e))
@@ -127,6 +137,8 @@ fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult
                 if cmd.verbose {
                     out.stdout.push_str(&verbose_echo(&r));
                 }
+                refuse_builtin_jump(table, &r)?;
+                let chain = chain_mut(table, &chain_name)?;
                 match at {
                     Some(i) => chain.rules.insert(i, r),
                     None => chain.rules.push(r),
@@ -149,7 +161,11 @@ fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult
             if cmd.verbose {
                 out.stdout.push_str(&verbose_echo(&r));
             }
-            chain.rules[n - 1] = r;
+            refuse_builtin_jump(table, &r)?;
+            table
+                .chain_mut(&chain_name)
+                .ok_or_else(|| CmdError::iptc(NO_CHAIN))?
+                .rules[n - 1] = r;
             if !cmd.defer_check {
                 commit_check(table)?;
             }
@@ -157,13 +173,17 @@ fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult
         }
         Op::Delete | Op::Check => {
             let table = rs.ensure_table(cmd.table);
-            let Some(chain) = table.chain_mut(&chain_name) else {
+            if table.chain(&chain_name).is_none() {
                 return Err(not_found(&cmd.rules[0]));
-            };
+            }
             for r in &cmd.rules {
                 if cmd.verbose {
                     out.stdout.push_str(&verbose_echo(r));
                 }
+                refuse_builtin_jump(table, r)?;
+                let chain = table
+                    .chain_mut(&chain_name)
+                    .ok_or_else(|| CmdError::iptc(NO_CHAIN))?;
                 let Some(pos) = chain.rules.iter().position(|x| x.same_spec(r)) else {
                     return Err(not_found(r));
                 };
@@ -268,12 +288,14 @@ fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult
         }
         Op::Rename(new) => {
             let table = rs.ensure_table(cmd.table);
+            // `iptc_rename_chain`: the new name first (a chain, or a standard verdict).
+            let verdict = ["DROP", "ACCEPT", "QUEUE", "RETURN"].contains(&new.as_str());
+            if verdict || table.chain(new).is_some() {
+                return Err(CmdError::iptc("File exists"));
+            }
             match table.chain(&chain_name) {
                 Some(c) if !c.is_builtin() => {}
                 _ => return Err(CmdError::iptc(NO_CHAIN)),
-            }
-            if table.chain(new).is_some() {
-                return Err(CmdError::iptc("File exists"));
             }
             chain_mut(table, &chain_name)?.name = new.clone();
             for r in table.rules_mut() {

@@ -157,7 +157,13 @@ pub fn restore(input: &str, opts: &RestoreOptions, rs: &mut Ruleset) -> CmdResul
                     n,
                 ));
             }
-            let name = name.trim_end();
+            // `strtok(buffer + 1, " \t\n")`: the first word after the star.
+            let Some(name) = name.split([' ', '\t', '\n']).find(|w| !w.is_empty()) else {
+                return Err(param_at(
+                    format!("iptables-restore: line {n} table name invalid"),
+                    n,
+                ));
+            };
             let kind = TableKind::from_name(name).ok_or_else(|| {
                 param_at(
                     format!("iptables-restore: unable to initialize table '{name}'"),

@@ -7,7 +7,7 @@
 //! to the daemon instead.
 
 use crate::error::{exit, CmdError, CmdResult};
-use crate::grammar::save::save_table;
+use crate::grammar::save::store_table;
 use crate::restore::{restore, RestoreOptions};
 use classifier::Ruleset;
 use std::fs::{self, File, OpenOptions};
@@ -164,7 +164,7 @@ pub fn serialize(rs: &Ruleset) -> String {
     let mut text = String::from("# pollwall rules (iptables-save -c format)\n");
     // Oldest table first: loading re-creates them in that order, so the newest ends up first.
     for t in rs.tables.iter().rev() {
-        text.push_str(&save_table(t, true));
+        text.push_str(&store_table(t));
     }
     text
 }

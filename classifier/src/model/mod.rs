@@ -204,6 +204,11 @@ impl IfaceMatch {
     /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
     pub const MAX_LEN: usize = 15;
 
+    /// `+` alone: the kernel's mask is empty (every name compares equal).
+    pub fn matches_all(&self) -> bool {
+        self.wildcard && self.name.is_empty()
+    }
+
     pub fn matches(&self, ifname: &str) -> bool {
         if self.wildcard {
             ifname.starts_with(&self.name)

@@ -9,7 +9,22 @@ use classifier::{Chain, FragMatch, Match, Rule, Table, Target};
 /// Everything after `-A CHAIN` (leading space included), as `print_rule4` prints it; with
 /// `counters`, `-c P B` goes between the matches and the target, as `-S -v` prints it.
 pub fn rule_spec(rule: &Rule, counters: bool) -> String {
+    rule_spec_form(rule, counters, Form::Iptables)
+}
+
+/// Who reads a saved rule.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// The user: exactly what iptables prints.
+    Iptables,
+    /// pollwall's own rules file: also what iptables' printers drop but the kernel's table
+    /// keeps (`-i +`), so that the next command sees the same ruleset.
+    Store,
+}
+
+fn rule_spec_form(rule: &Rule, counters: bool, form: Form) -> String {
     let mut out = String::new();
+    let shown = |i: &classifier::IfaceMatch| form == Form::Store || !i.matches_all();
     let inv = |out: &mut String, i: bool| {
         if i {
             out.push_str(" !");
@@ -23,11 +38,13 @@ pub fn rule_spec(rule: &Rule, counters: bool) -> String {
         inv(&mut out, d.invert);
         out.push_str(&format!(" -d {}", net_to_string(&d.value)));
     }
-    if let Some(i) = &rule.in_iface {
+    // `print_iface` skips an interface whose mask is empty: `+` alone, inverted or not (the
+    // saved rule then matches every interface, as the kernel's does after a restore).
+    if let Some(i) = rule.in_iface.as_ref().filter(|i| shown(&i.value)) {
         inv(&mut out, i.invert);
         out.push_str(&format!(" -i {}", i.value));
     }
-    if let Some(o) = &rule.out_iface {
+    if let Some(o) = rule.out_iface.as_ref().filter(|o| shown(&o.value)) {
         inv(&mut out, o.invert);
         out.push_str(&format!(" -o {}", o.value));
     }
@@ -91,6 +108,15 @@ pub fn chain_header(chain: &Chain, counters: bool) -> String {
 
 /// One table in `iptables-save` format (without the comment lines).
 pub fn save_table(table: &Table, counters: bool) -> String {
+    save_table_form(table, counters, Form::Iptables)
+}
+
+/// [`save_table`] for pollwall's rules file, which keeps what the kernel's table keeps.
+pub fn store_table(table: &Table) -> String {
+    save_table_form(table, true, Form::Store)
+}
+
+fn save_table_form(table: &Table, counters: bool, form: Form) -> String {
     let mut out = format!("*{}\n", table.kind.name());
     for c in &table.chains {
         let pol = if c.is_builtin() { c.policy.name() } else { "-" };
@@ -104,7 +130,7 @@ pub fn save_table(table: &Table, counters: bool) -> String {
             if counters {
                 out.push_str(&format!("[{}:{}] ", r.counters.packets, r.counters.bytes));
             }
-            out.push_str(&rule_line(&c.name, r, false));
+            out.push_str(&format!("-A {}{}", c.name, rule_spec_form(r, false, form)));
             out.push('\n');
         }
     }

@@ -39,8 +39,24 @@ pub fn parse_port(s: &str, proto: Option<&str>) -> CmdResult<u16> {
         .ok_or_else(|| CmdError::param(format!("invalid port/service `{s}' specified")))
 }
 
-/// `a`, `a:b`, `a:`, `:b` (tcp/udp/conntrack style ranges).
+/// `a`, `a:b`, `a:`, `:b`, as tcp's own parser reads them (`parse_tcp_ports`): names of
+/// `proto`'s services, min ≤ max.
 pub fn parse_port_range(s: &str, proto: Option<&str>) -> CmdResult<PortRange> {
+    let r = port_range(s, proto)?;
+    if r.lo > r.hi {
+        return Err(CmdError::param("invalid portrange (min > max)"));
+    }
+    Ok(r)
+}
+
+/// The same as the guided option parser reads a port range (`XTTYPE_PORTRC`, udp's and
+/// conntrack's ports): a service name of any protocol (`xtables_getportbyname`), and a
+/// reversed range kept as written (it matches nothing).
+pub fn parse_port_range_rc(s: &str) -> CmdResult<PortRange> {
+    port_range(s, None)
+}
+
+fn port_range(s: &str, proto: Option<&str>) -> CmdResult<PortRange> {
     match s.split_once(':') {
         None => Ok(PortRange::single(parse_port(s, proto)?)),
         Some((a, b)) => {
@@ -54,9 +70,6 @@ pub fn parse_port_range(s: &str, proto: Option<&str>) -> CmdResult<PortRange> {
             } else {
                 parse_port(b, proto)?
             };
-            if lo > hi {
-                return Err(CmdError::param("invalid portrange (min > max)"));
-            }
             Ok(PortRange { lo, hi })
         }
     }

@@ -3,7 +3,7 @@
 use super::{must_specify, once, opt, MatchExt, OptSpec, ParseCtx};
 use crate::error::{CmdError, CmdResult};
 use crate::grammar::values::{
-    net_to_string, parse_net_unmasked, parse_port_range, parse_protocol, parse_uint,
+    net_to_string, parse_net_unmasked, parse_port_range_rc, parse_protocol, parse_uint,
 };
 use classifier::model::{ct_state, ct_status};
 use classifier::{ConntrackMatch, CtDir, Inv, Ipv4Net, Match, PortRange, StateMatch};
@@ -29,17 +29,62 @@ pub static STATE: MatchExt = MatchExt {
     },
 };
 
-fn parse_states(arg: &str, allowed: &[(&str, u32)], what: &str) -> CmdResult<u32> {
-    let mut v = 0;
-    for w in arg.split(',') {
-        v |= allowed
+/// A comma-separated list of names as `conntrack_ps_states` / `state_parse_states` read it: a
+/// token names the first of `allowed` it is a case-insensitive prefix of (`strncasecmp` over
+/// the token's length), an empty token is refused, and the message quotes the rest of the list
+/// from the bad token on. `empty_last`: the message for an empty last token, when it has one
+/// of its own (`--state`).
+fn parse_states(
+    arg: &str,
+    allowed: &[(&str, u32)],
+    what: &str,
+    empty_last: Option<&str>,
+) -> CmdResult<u32> {
+    let bad = |rest: &str| CmdError::param(format!("Bad {what} \"{rest}\""));
+    let one = |tok: &str| {
+        allowed
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(w))
+            .find(|(n, _)| {
+                tok.len() <= n.len()
+                    && n.as_bytes()[..tok.len()].eq_ignore_ascii_case(tok.as_bytes())
+            })
             .map(|(_, b)| *b)
-            .ok_or_else(|| CmdError::param(format!("Bad {what} \"{w}\"")))?;
+    };
+    let mut v = 0;
+    let mut rest = arg;
+    while let Some(i) = rest.find(',') {
+        let tok = &rest[..i];
+        if tok.is_empty() {
+            return Err(bad(rest));
+        }
+        v |= one(tok).ok_or_else(|| bad(rest))?;
+        rest = &rest[i + 1..];
     }
-    Ok(v)
+    if rest.is_empty() {
+        return Err(empty_last.map_or_else(|| bad(rest), |m| CmdError::param(m.to_string())));
+    }
+    Ok(v | one(rest).ok_or_else(|| bad(rest))?)
 }
+
+/// `conntrack_ps_state`'s order (the prefix of a name picks the first that fits).
+const CTSTATES: [(&str, u32); 7] = [
+    ("INVALID", ct_state::INVALID),
+    ("NEW", ct_state::NEW),
+    ("ESTABLISHED", ct_state::ESTABLISHED),
+    ("RELATED", ct_state::RELATED),
+    ("UNTRACKED", ct_state::UNTRACKED),
+    ("SNAT", ct_state::SNAT),
+    ("DNAT", ct_state::DNAT),
+];
+
+/// `conntrack_ps_status`'s order; NONE adds no bit.
+const CTSTATUS: [(&str, u32); 5] = [
+    ("NONE", ct_status::NONE),
+    ("EXPECTED", ct_status::EXPECTED),
+    ("SEEN_REPLY", ct_status::SEEN_REPLY),
+    ("ASSURED", ct_status::ASSURED),
+    ("CONFIRMED", ct_status::CONFIRMED),
+];
 
 fn parse_state(
     m: &mut Match,
@@ -53,7 +98,12 @@ fn parse_state(
         unreachable!("state parser on a state match")
     };
     once("state", *seen, spec)?;
-    s.states = parse_states(arg, &ct_state::NAMES[..5], "state")?;
+    s.states = parse_states(
+        arg,
+        &CTSTATES[..5],
+        "state",
+        Some("\"--state\" requires a list of states with no spaces, e.g. ESTABLISHED,RELATED"),
+    )?;
     s.invert = inv;
     Ok(())
 }
@@ -106,13 +156,13 @@ fn parse_conntrack(
         Ok(Some(Inv::new(parse_net_unmasked(a)?, inv)))
     };
     let port = |a: &str| -> CmdResult<Option<Inv<PortRange>>> {
-        let r = parse_port_range(a, None)?;
+        let r = parse_port_range_rc(a)?;
         Ok(Some(Inv::new(r, inv)))
     };
     match spec.id {
         0 => {
             c.state = Some(Inv::new(
-                parse_states(arg, &ct_state::NAMES, "ctstate")?,
+                parse_states(arg, &CTSTATES, "ctstate", None)?,
                 inv,
             ))
         }
@@ -134,11 +184,7 @@ fn parse_conntrack(
         8 => c.repl_src_port = port(arg)?,
         9 => c.repl_dst_port = port(arg)?,
         10 => {
-            let v = if arg.eq_ignore_ascii_case("NONE") {
-                0
-            } else {
-                parse_states(arg, &ct_status::NAMES, "ctstatus")?
-            };
+            let v = parse_states(arg, &CTSTATUS, "ctstatus", None)?;
             c.status = Some(Inv::new(v, inv));
         }
         11 => {

@@ -2,7 +2,7 @@
 
 use super::{opt, MatchExt, OptSpec, ParseCtx};
 use crate::error::{CmdError, CmdResult};
-use crate::grammar::values::{parse_port, parse_port_range, parse_uint};
+use crate::grammar::values::{parse_port, parse_port_range, parse_port_range_rc, parse_uint};
 use crate::names;
 use classifier::model::tcp_flags;
 use classifier::{IcmpMatch, Match, MultiportKind, MultiportMatch, PortRange, TcpMatch, UdpMatch};
@@ -128,11 +128,11 @@ fn parse_udp(
     };
     if spec.id == 0 {
         only_one(*seen, spec, "source-port")?;
-        u.sport = parse_port_range(arg, Some("udp"))?;
+        u.sport = parse_port_range_rc(arg)?;
         u.inv_sport = inv;
     } else {
         only_one(*seen, spec, "destination-port")?;
-        u.dport = parse_port_range(arg, Some("udp"))?;
+        u.dport = parse_port_range_rc(arg)?;
         u.inv_dport = inv;
     }
     Ok(())
@@ -168,6 +168,8 @@ pub const ICMP_CODES: &[(&str, u8, u8, u8)] = &[
     ("router-advertisement", 9, 0, 0xff),
     ("router-solicitation", 10, 0, 0xff),
     ("time-exceeded", 11, 0, 0xff),
+    // An alias (printers take the first name of a type).
+    ("ttl-exceeded", 11, 0, 0xff),
     ("ttl-zero-during-transit", 11, 0, 0),
     ("ttl-zero-during-reassembly", 11, 1, 1),
     ("parameter-problem", 12, 0, 0xff),
