@@ -381,3 +381,15 @@ fn bursts_longer_than_a_batch_are_all_handled() {
     assert_eq!(r.rule_packets(), vec![200]);
     assert_eq!(r.io.free_frames(), FRAMES as usize);
 }
+
+#[test]
+fn a_reversed_udp_port_range_matches_nothing_and_its_inverse_everything() {
+    // iptables 1.8.9 keeps `--dport 1034:1024` for udp as written; `udp_mt`'s
+    // `(port >= min && port <= max) ^ invert` then never holds, inverted always.
+    let mut r = rig("*filter\n:FORWARD ACCEPT [0:0]\n\
+        -A FORWARD -p udp -m udp --dport 1034:1024\n\
+        -A FORWARD -p udp -m udp ! --dport 1034:1024\n\
+        -A FORWARD -m conntrack --ctorigdstport 2000:1000\nCOMMIT\n");
+    r.rx(0, &[udp(1030), udp(1024), udp(53)]);
+    assert_eq!(r.rule_packets(), vec![0, 3, 0]);
+}
