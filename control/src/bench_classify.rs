@@ -25,46 +25,6 @@ struct Args {
     chain: String,
 }
 
-fn parse_args(args: &[String]) -> Result<Args, String> {
-    let mut a = Args {
-        rules: String::new(),
-        classbench: false,
-        trace: None,
-        chain: "FORWARD".into(),
-    };
-    let mut i = 0;
-    let mut format: Option<String> = None;
-    while i < args.len() {
-        let val = |i: usize| {
-            args.get(i + 1)
-                .cloned()
-                .ok_or_else(|| format!("{} needs a value", args[i]))
-        };
-        match args[i].as_str() {
-            "--rules" => a.rules = val(i)?,
-            "--format" => format = Some(val(i)?),
-            "--trace" => a.trace = Some(val(i)?),
-            "--chain" => a.chain = val(i)?,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument `{other}'\n{USAGE}")),
-        }
-        i += 2;
-    }
-    if a.rules.is_empty() {
-        return Err(format!("--rules is required\n{USAGE}"));
-    }
-    a.classbench = match format.as_deref() {
-        None => !a.rules.ends_with(".rules") && looks_like_classbench(&a.rules),
-        Some("classbench") => true,
-        Some("iptables") => false,
-        Some(f) => return Err(format!("unknown format `{f}' (iptables or classbench)")),
-    };
-    Ok(a)
-}
-
-const USAGE: &str =
-    "usage: pollwall bench-classify --rules FILE [--format iptables|classbench] [--trace FILE] [--chain C]";
-
 fn looks_like_classbench(path: &str) -> bool {
     std::fs::read_to_string(path)
         .map(|t| t.trim_start().starts_with('@'))
@@ -76,19 +36,27 @@ fn meta_for(h: &Headers) -> PacketMeta {
 }
 
 /// Entry point; returns the exit code.
-pub fn main(args: &[String]) -> i32 {
-    match run(args) {
+/// `pollwall bench-classify` (the command line is `crate::commands`'); returns the exit code.
+pub(crate) fn run_cmd(b: crate::commands::BenchArgs) -> i32 {
+    use crate::commands::RulesFormat;
+    let classbench = match b.format {
+        None => !b.rules.ends_with(".rules") && looks_like_classbench(&b.rules),
+        Some(f) => f == RulesFormat::Classbench,
+    };
+    let a = Args {
+        rules: b.rules,
+        classbench,
+        trace: b.trace,
+        chain: b.chain,
+    };
+    match run(a) {
         Ok(json) => {
             println!("{json}");
             0
         }
         Err(e) => {
             eprintln!("pollwall bench-classify: {e}");
-            if e.starts_with("usage") {
-                0
-            } else {
-                1
-            }
+            1
         }
     }
 }
@@ -100,8 +68,7 @@ pub fn pin_to_one_core() -> Option<usize> {
     core_affinity::set_for_current(core).then_some(core.id)
 }
 
-fn run(args: &[String]) -> Result<String, String> {
-    let a = parse_args(args)?;
+fn run(a: Args) -> Result<String, String> {
     pin_to_one_core();
     let text =
         std::fs::read_to_string(&a.rules).map_err(|e| format!("cannot read {}: {e}", a.rules))?;

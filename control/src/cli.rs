@@ -20,9 +20,6 @@ pub struct RunOutput {
     pub code: i32,
 }
 
-const SUBCOMMANDS: &str =
-    "iptables, iptables-save, iptables-restore, replay, bench-classify, daemon, demo";
-
 /// The process entry point of the `pollwall` binary.
 pub fn main() -> i32 {
     let argv: Vec<String> = std::env::args().collect();
@@ -35,22 +32,8 @@ pub fn main() -> i32 {
     } else {
         match argv.get(1) {
             Some(sub) if is_tool(sub) => (sub.clone(), argv[2..].to_vec()),
-            Some(sub) if sub == "demo" => return crate::demo::main(),
-            Some(sub) if sub == "bench-classify" => return crate::bench_classify::main(&argv[2..]),
-            Some(sub) if sub == "replay" => return crate::replay::main(&argv[2..]),
-            Some(sub) if sub == "daemon" => return crate::daemon::main(&argv[2..]),
-            Some(sub) if sub == "-h" || sub == "--help" => {
-                println!("{}", usage());
-                return 0;
-            }
-            Some(sub) => {
-                eprintln!("pollwall: unknown command `{sub}'\n{}", usage());
-                return exit::PARAMETER_PROBLEM;
-            }
-            None => {
-                eprintln!("{}", usage());
-                return exit::PARAMETER_PROBLEM;
-            }
+            // pollwall's own subcommands, help and version: clap.
+            _ => return crate::commands::main(&argv),
         }
     };
     let store = RulesFile::from_env();
@@ -63,10 +46,6 @@ pub fn main() -> i32 {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().write_all(out.stderr.as_bytes());
     out.code
-}
-
-fn usage() -> String {
-    format!("usage: pollwall COMMAND [ARGS...]\ncommands: {SUBCOMMANDS}\n(or invoke pollwall through a link with one of those names)")
 }
 
 fn is_tool(name: &str) -> bool {

@@ -30,21 +30,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const USAGE: &str = "usage: pollwall daemon --config FILE [--check]";
-
-pub fn main(args: &[String]) -> i32 {
-    let (cfg, check) = match args {
-        [flag, file] if flag == "--config" => (file, false),
-        [flag, file, c] | [c, flag, file] if flag == "--config" && c == "--check" => (file, true),
-        [flag] if flag == "-h" || flag == "--help" => {
-            println!("{USAGE}");
-            return 0;
-        }
-        _ => {
-            eprintln!("pollwall daemon: {USAGE}");
-            return 2;
-        }
-    };
+/// `pollwall daemon --config FILE [--check]` (the command line is `crate::commands`');
+/// returns the exit code.
+pub(crate) fn run_cmd(cfg: &str, check: bool) -> i32 {
     let r = if check { check_config(cfg) } else { run(cfg) };
     match r {
         Ok(code) => code,

@@ -5,6 +5,7 @@
 
 pub mod bench_classify;
 pub mod cli;
+pub mod commands;
 pub mod counters;
 pub mod daemon;
 pub mod daemon_config;

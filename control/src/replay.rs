@@ -23,10 +23,6 @@ use classifier::{Hook, RuleId, Ruleset};
 use dataplane::pcap::PcapSlice;
 use std::collections::HashMap;
 
-const USAGE: &str =
-    "usage: pollwall replay --rules FILE [--hook PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING] \
-[--in-iface IF] [--out-iface IF] [--verdicts] CAPTURE.pcap";
-
 struct Args {
     rules: String,
     hook: Hook,
@@ -36,65 +32,32 @@ struct Args {
     capture: String,
 }
 
-fn parse_args(args: &[String]) -> Result<Args, String> {
-    let mut rules = None;
-    let mut hook = Hook::Forward;
-    let mut in_iface = IfName::NONE;
-    let mut out_iface = IfName::NONE;
-    let mut verdicts = false;
-    let mut capture = None;
-    let mut i = 0;
-    while i < args.len() {
-        let val = || {
-            args.get(i + 1)
-                .cloned()
-                .ok_or_else(|| format!("{} needs a value\n{USAGE}", args[i]))
-        };
-        let iface = |s: String| {
+/// `pollwall replay` (the command line is `crate::commands`'): with `--config`, the pipeline of
+/// a configuration; else one hook of a ruleset. Returns the exit code.
+pub(crate) fn run_cmd(a: crate::commands::ReplayArgs) -> i32 {
+    if let Some(config) = a.config {
+        return crate::replay_config::run_cmd(config, a.out, a.conntrack, a.verdicts, a.capture);
+    }
+    let iface = |s: Option<String>| match s {
+        None => Ok(IfName::NONE),
+        Some(s) => {
             IfName::new(&s).ok_or_else(|| format!("interface name `{s}' is longer than 15 bytes"))
-        };
-        match args[i].as_str() {
-            "--rules" => rules = Some(val()?),
-            "--hook" => {
-                let v = val()?;
-                hook = Hook::from_name(&v.to_ascii_uppercase())
-                    .ok_or_else(|| format!("unknown hook `{v}'"))?;
-            }
-            "--in-iface" => in_iface = iface(val()?)?,
-            "--out-iface" => out_iface = iface(val()?)?,
-            "--verdicts" => {
-                verdicts = true;
-                i += 1;
-                continue;
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            a if a.starts_with('-') => return Err(format!("unknown option `{a}'\n{USAGE}")),
-            a => {
-                if capture.replace(a.to_string()).is_some() {
-                    return Err(format!("one capture file only\n{USAGE}"));
-                }
-                i += 1;
-                continue;
-            }
         }
-        i += 2;
-    }
-    Ok(Args {
-        rules: rules.ok_or_else(|| format!("--rules is required\n{USAGE}"))?,
-        hook,
-        in_iface,
-        out_iface,
-        verdicts,
-        capture: capture.ok_or_else(|| format!("a capture file is required\n{USAGE}"))?,
-    })
-}
-
-/// Entry point; returns the exit code.
-pub fn main(args: &[String]) -> i32 {
-    if args.iter().any(|a| a == "--config") {
-        return crate::replay_config::main(args);
-    }
-    match run(args) {
+    };
+    let args = (|| {
+        Ok::<_, String>(Args {
+            rules: a
+                .rules
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            hook: a.hook.unwrap_or(Hook::Forward),
+            in_iface: iface(a.in_iface)?,
+            out_iface: iface(a.out_iface)?,
+            verdicts: a.verdicts,
+            capture: a.capture.to_string_lossy().into_owned(),
+        })
+    })();
+    match args.and_then(run) {
         Ok((out, notes)) => {
             print!("{out}");
             eprint!("{notes}");
@@ -102,11 +65,7 @@ pub fn main(args: &[String]) -> i32 {
         }
         Err(e) => {
             eprintln!("pollwall replay: {e}");
-            if e.starts_with("usage") {
-                0
-            } else {
-                1
-            }
+            1
         }
     }
 }
@@ -121,8 +80,7 @@ fn verdict_name(v: Verdict) -> String {
     }
 }
 
-fn run(args: &[String]) -> Result<(String, String), String> {
-    let a = parse_args(args)?;
+fn run(a: Args) -> Result<(String, String), String> {
     let text =
         std::fs::read_to_string(&a.rules).map_err(|e| format!("cannot read {}: {e}", a.rules))?;
     let mut rs = Ruleset::new();

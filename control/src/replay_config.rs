@@ -25,9 +25,6 @@ use dataplane::stats::{Counter, StatsShard};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const USAGE: &str = "usage: pollwall replay --config FILE [--out OUT.pcapng] [--conntrack FILE] \
-[--verdicts] CAPTURE.pcapng|CAPTURE.pcap";
-
 struct Args {
     config: PathBuf,
     out: Option<PathBuf>,
@@ -36,44 +33,22 @@ struct Args {
     capture: PathBuf,
 }
 
-fn parse_args(args: &[String]) -> Result<Args, String> {
-    let (mut config, mut out, mut conntrack, mut capture) = (None, None, None, None);
-    let mut verdicts = false;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || {
-            it.next()
-                .map(PathBuf::from)
-                .ok_or_else(|| format!("{a} needs a value\n{USAGE}"))
-        };
-        match a.as_str() {
-            "--config" => config = Some(val()?),
-            "--out" => out = Some(val()?),
-            "--conntrack" => conntrack = Some(val()?),
-            "--verdicts" => verdicts = true,
-            "--rules" | "--hook" | "--in-iface" | "--out-iface" => {
-                return Err(format!("{a} does not go with --config\n{USAGE}"))
-            }
-            x if x.starts_with('-') => return Err(format!("unknown option `{x}'\n{USAGE}")),
-            x => {
-                if capture.replace(PathBuf::from(x)).is_some() {
-                    return Err(format!("one capture file only\n{USAGE}"));
-                }
-            }
-        }
-    }
-    Ok(Args {
-        config: config.ok_or_else(|| format!("--config is required\n{USAGE}"))?,
+/// `pollwall replay --config`; returns the exit code.
+pub(crate) fn run_cmd(
+    config: PathBuf,
+    out: Option<PathBuf>,
+    conntrack: Option<PathBuf>,
+    verdicts: bool,
+    capture: PathBuf,
+) -> i32 {
+    let a = Args {
+        config,
         out,
         conntrack,
         verdicts,
-        capture: capture.ok_or_else(|| format!("a capture file is required\n{USAGE}"))?,
-    })
-}
-
-/// Entry point; returns the exit code.
-pub fn main(args: &[String]) -> i32 {
-    match run(args) {
+        capture,
+    };
+    match run(a) {
         Ok((out, notes)) => {
             print!("{out}");
             eprint!("{notes}");
@@ -128,8 +103,7 @@ fn topology(cfg: &DaemonConfig) -> Result<(Topology, Vec<String>), String> {
     Ok((topo, names))
 }
 
-fn run(args: &[String]) -> Result<(String, String), String> {
-    let a = parse_args(args)?;
+fn run(a: Args) -> Result<(String, String), String> {
     let cfg = load_config(&a.config)?;
     let mut rs = crate::daemon::load_rules(&cfg.rules)?;
     let (topo, names) = topology(&cfg)?;

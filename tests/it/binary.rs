@@ -85,10 +85,85 @@ fn without_rules_file_or_daemon_fails_with_exit_1() {
 }
 
 #[test]
-fn unknown_subcommand_is_refused() {
-    let out = run_with(&exe(), &["nosuch"], None);
+fn unknown_subcommand_is_refused_with_a_suggestion() {
+    let out = run_with(&exe(), &["replya", "x.pcap"], None);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unrecognized subcommand 'replya'"), "{err}");
+    assert!(
+        err.contains("a similar subcommand exists: 'replay'"),
+        "{err}"
+    );
+    let out = run_with(&exe(), &[], None);
+    assert_eq!(out.status.code(), Some(2), "no subcommand is a usage error");
+}
+
+#[test]
+fn help_and_version_of_pollwall_and_its_subcommands() {
+    let text = |args: &[&str]| {
+        let out = run_with(&exe(), args, None);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let top = text(&["--help"]);
+    for sub in [
+        "replay",
+        "bench-classify",
+        "daemon",
+        "demo",
+        "iptables-restore",
+    ] {
+        assert!(top.contains(sub), "--help lists {sub}:\n{top}");
+    }
+    assert_eq!(
+        text(&["--version"]),
+        format!("pollwall {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let replay = text(&["help", "replay"]);
+    assert_eq!(replay, text(&["replay", "--help"]));
+    for flag in [
+        "--config",
+        "--out",
+        "--conntrack",
+        "--verdicts",
+        "--rules",
+        "--hook",
+    ] {
+        assert!(
+            replay.contains(flag),
+            "replay --help names {flag}:\n{replay}"
+        );
+    }
+    assert!(text(&["bench-classify", "--help"]).contains("--trace"));
+    assert!(text(&["daemon", "--help"]).contains("--check"));
+    assert!(text(&["demo", "--help"]).contains("Usage: pollwall demo"));
+    // Usage errors: exit 2, with what was wrong.
+    for (args, says) in [
+        (
+            &["replay", "--rules", "r", "--config", "c", "x"][..],
+            "cannot be used with",
+        ),
+        (
+            &["replay", "--hook", "SIDEWAYS", "--rules", "r", "x"][..],
+            "unknown hook",
+        ),
+        (
+            &["bench-classify", "--rules", "r", "--format", "yaml"][..],
+            "invalid value 'yaml'",
+        ),
+        (
+            &["daemon", "--confg", "x"][..],
+            "tip: a similar argument exists: '--config'",
+        ),
+    ] {
+        let out = run_with(&exe(), args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // The iptables tools keep iptables' own help and version.
+    let v = text(&["iptables", "-V"]);
+    assert_eq!(v, "iptables v1.8.9 (pollwall)\n");
 }
 
 #[test]
@@ -351,5 +426,5 @@ fn daemon_check_validates_config_and_rules() {
     );
     let out = run_with(&exe(), &["daemon"], None);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: pollwall daemon --config FILE"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: pollwall daemon --config <FILE>"));
 }
