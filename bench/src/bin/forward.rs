@@ -251,65 +251,72 @@ struct Opts {
 /// Flows per run with `--new-flows`: 256 source addresses × 65536 ports.
 const NEW_FLOWS: u32 = 1 << 24;
 
+/// The forwarding benchmark: pollwall against the kernel's iptables on veths in namespaces it
+/// makes (see the module documentation).
+#[derive(Debug, clap::Parser)]
+#[command(name = "forward", version)]
+struct Cli {
+    /// Rule counts (comma-separated)
+    #[arg(long, value_delimiter = ',', default_value = "0,1000,10000")]
+    rules: Vec<usize>,
+    /// Seconds per run
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// UDP flows the generator cycles through
+    #[arg(long, default_value_t = 16)]
+    flows: u32,
+    /// Frame size in bytes
+    #[arg(long, default_value_t = 60)]
+    size: usize,
+    /// Systems to measure (comma-separated: pollwall, legacy, nft)
+    #[arg(long, value_delimiter = ',', default_value = "pollwall,legacy,nft")]
+    systems: Vec<String>,
+    /// Also writes forward.json and forward.svg there
+    #[arg(long, value_name = "DIR")]
+    out: Option<String>,
+    /// Runs per configuration (the median is reported)
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Offers this paced rate to every system from the AF_XDP sender (0: saturate)
+    #[arg(long, value_name = "RATE", default_value_t = 0)]
+    pps: u64,
+    /// Tracks connections: a stateful head in front of the rules
+    #[arg(long)]
+    stateful: bool,
+    /// Routed, with MASQUERADE out of f1 (implies --stateful)
+    #[arg(long)]
+    masquerade: bool,
+    /// Every packet a new connection (16M flows per run; needs --stateful or --masquerade)
+    #[arg(long)]
+    new_flows: bool,
+    /// pollwall's connection table size (default 262144, 4M with --new-flows)
+    #[arg(long, value_name = "N")]
+    ct_max: Option<u32>,
+}
+
 fn parse() -> Result<Opts, String> {
-    let mut o = Opts {
-        rules: vec![0, 1000, 10000],
-        duration: 3.0,
-        flows: 16,
-        size: 60,
-        systems: vec!["pollwall".into(), "legacy".into(), "nft".into()],
-        out: None,
-        pps: 0,
-        repeat: 3,
-        stateful: false,
-        masquerade: false,
-        new_flows: false,
-        ct_max: None,
-    };
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let mut i = 0;
-    while i < args.len() {
-        if args[i] == "--new-flows" {
-            o.new_flows = true;
-            o.flows = NEW_FLOWS;
-            i += 1;
-            continue;
-        }
-        if args[i] == "--stateful" || args[i] == "--masquerade" {
-            o.stateful = true;
-            o.masquerade |= args[i] == "--masquerade";
-            i += 1;
-            continue;
-        }
-        let v = args
-            .get(i + 1)
-            .ok_or_else(|| format!("{} needs a value", args[i]))?;
-        match args[i].as_str() {
-            "--rules" => {
-                o.rules = v
-                    .split(',')
-                    .map(|x| x.parse().map_err(|_| format!("bad rule count `{x}'")))
-                    .collect::<Result<_, _>>()?
-            }
-            "--duration" => o.duration = v.parse().map_err(|_| format!("bad duration `{v}'"))?,
-            "--flows" => o.flows = v.parse().map_err(|_| format!("bad flows `{v}'"))?,
-            "--size" => o.size = v.parse().map_err(|_| format!("bad size `{v}'"))?,
-            "--systems" => o.systems = v.split(',').map(String::from).collect(),
-            "--out" => o.out = Some(v.clone()),
-            "--repeat" => o.repeat = v.parse().map_err(|_| format!("bad repeat `{v}'"))?,
-            "--pps" => o.pps = v.parse().map_err(|_| format!("bad rate `{v}'"))?,
-            "--ct-max" => o.ct_max = Some(v.parse().map_err(|_| format!("bad size `{v}'"))?),
-            x => return Err(format!("unknown option `{x}'")),
-        }
-        i += 2;
-    }
-    if o.new_flows && !o.stateful {
+    use clap::Parser;
+    // `cargo bench` passes `--bench`.
+    let args = std::env::args().filter(|a| a != "--bench");
+    let c = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    let stateful = c.stateful || c.masquerade;
+    if c.new_flows && !stateful {
         return Err("--new-flows needs --stateful or --masquerade".into());
     }
-    Ok(o)
+    Ok(Opts {
+        rules: c.rules,
+        duration: c.duration,
+        flows: if c.new_flows { NEW_FLOWS } else { c.flows },
+        size: c.size,
+        systems: c.systems,
+        out: c.out,
+        pps: c.pps,
+        repeat: c.repeat,
+        stateful,
+        masquerade: c.masquerade,
+        new_flows: c.new_flows,
+        ct_max: c.ct_max,
+    })
 }
 
 /// Median (by forwarded rate) of `o.repeat` runs, after a short warm-up run.

@@ -7,79 +7,33 @@
 //!
 //! Rules that iptables cannot express exactly (port ranges with a wildcard protocol or a
 //! protocol without ports) are written without their ports and summarised on stderr; the exit
-//! code stays 0. Bad input or arguments print `classbench2iptables: ...` (with the input line
-//! number for bad rules) and exit 1. See [`tools::classbench`] for the mapping.
+//! code stays 0. Bad input prints `classbench2iptables: ...` (with the input line number for bad
+//! rules) and exits 1. See [`tools::classbench`] for the mapping.
 
+use clap::Parser;
 use std::io::{Read, Write};
 use std::process::ExitCode;
 use tools::classbench::{convert, Options};
 
 const PROG: &str = "classbench2iptables";
 
-const USAGE: &str = "\
-usage: classbench2iptables [--chain CHAIN] [--target TARGET] INPUT [OUTPUT]
-  INPUT            ClassBench rule file (`-' for standard input)
-  OUTPUT           where to write the iptables-restore file (default: standard output)
-  --chain CHAIN    chain the rules are appended to (default FORWARD; a built-in chain
-                   gets policy DROP, another name is declared as a user chain)
-  --target TARGET  -j target of every rule (default ACCEPT)
-  -h, --help       show this help";
-
-struct Args {
-    opts: Options,
+/// Converts a ClassBench rule file into an iptables-restore file.
+#[derive(Debug, Parser)]
+#[command(name = PROG, version)]
+struct Cli {
+    /// Chain the rules are appended to (a built-in chain gets policy DROP, another name is
+    /// declared as a user chain)
+    #[arg(long, value_name = "CHAIN", default_value = "FORWARD")]
+    chain: String,
+    /// `-j` target of every rule
+    #[arg(long, value_name = "TARGET", default_value = "ACCEPT")]
+    target: String,
+    /// ClassBench rule file (`-' for standard input)
+    #[arg(value_name = "INPUT")]
     input: String,
+    /// Where to write the iptables-restore file (default: standard output)
+    #[arg(value_name = "OUTPUT")]
     output: Option<String>,
-}
-
-enum Parsed {
-    Run(Args),
-    Help,
-}
-
-fn parse_args(argv: &[String]) -> Result<Parsed, String> {
-    let mut opts = Options::default();
-    let mut files = Vec::new();
-    let mut i = 0;
-    let mut options_done = false;
-    while i < argv.len() {
-        let a = argv[i].as_str();
-        let mut value = |name: &str| -> Result<String, String> {
-            i += 1;
-            argv.get(i)
-                .cloned()
-                .ok_or_else(|| format!("option {name} needs a value"))
-        };
-        if options_done || a == "-" || !a.starts_with('-') {
-            files.push(a.to_string());
-        } else if a == "--" {
-            options_done = true;
-        } else if a == "-h" || a == "--help" {
-            return Ok(Parsed::Help);
-        } else if a == "--chain" {
-            opts.chain = value(a)?;
-        } else if a == "--target" {
-            opts.target = value(a)?;
-        } else if let Some(v) = a.strip_prefix("--chain=") {
-            opts.chain = v.to_string();
-        } else if let Some(v) = a.strip_prefix("--target=") {
-            opts.target = v.to_string();
-        } else {
-            return Err(format!("unknown option `{a}'"));
-        }
-        i += 1;
-    }
-    opts.validate()?;
-    let mut files = files.into_iter();
-    let input = files.next().ok_or("missing INPUT file")?;
-    let output = files.next();
-    if let Some(extra) = files.next() {
-        return Err(format!("unexpected argument `{extra}'"));
-    }
-    Ok(Parsed::Run(Args {
-        opts,
-        input,
-        output,
-    }))
 }
 
 fn read_input(path: &str) -> Result<String, String> {
@@ -113,17 +67,18 @@ fn write_output(path: Option<&str>, text: &str) -> Result<(), String> {
     }
 }
 
-fn run(argv: &[String]) -> Result<(), String> {
-    let args = match parse_args(argv).map_err(|e| format!("{e}\n{USAGE}"))? {
-        Parsed::Help => return write_output(None, &format!("{USAGE}\n")),
-        Parsed::Run(a) => a,
+fn run(cli: Cli) -> Result<(), String> {
+    let opts = Options {
+        chain: cli.chain,
+        target: cli.target,
     };
-    let text = read_input(&args.input)?;
-    let conv = convert(&text, &args.opts).map_err(|e| format!("{}: {e}", args.input))?;
+    opts.validate()?;
+    let text = read_input(&cli.input)?;
+    let conv = convert(&text, &opts).map_err(|e| format!("{}: {e}", cli.input))?;
     if conv.rules == 0 {
-        return Err(format!("{}: no rules found", args.input));
+        return Err(format!("{}: no rules found", cli.input));
     }
-    write_output(args.output.as_deref(), &conv.text)?;
+    write_output(cli.output.as_deref(), &conv.text)?;
     if let Some(w) = conv.warning() {
         let _ = write!(std::io::stderr(), "{PROG}: warning: {w}");
     }
@@ -131,14 +86,7 @@ fn run(argv: &[String]) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Result<Vec<String>, _> = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
-        })
-        .collect();
-    match argv.and_then(|argv| run(&argv)) {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // An empty message is a quiet stop (broken pipe). A failing stderr is ignored:

@@ -9,6 +9,8 @@
 //! Sends UDP frames out of IF (in the current network namespace) and prints one JSON object:
 //! `{"sent": N, "seconds": S, "pps": R}`. Needs root.
 
+use clap::{Parser, ValueEnum};
+use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tools::gen::{run, GenConfig};
@@ -22,55 +24,73 @@ fn mac(s: &str) -> Result<[u8; 6], String> {
     v.try_into().map_err(|_| format!("bad MAC address `{s}'"))
 }
 
-fn parse(args: &[String]) -> Result<(GenConfig, bool), String> {
-    let mut c = GenConfig::default();
-    let mut xsk = false;
-    let mut i = 0;
-    while i < args.len() {
-        let v = args
-            .get(i + 1)
-            .ok_or_else(|| format!("{} needs a value", args[i]))?;
-        let num = |v: &str| v.parse::<u64>().map_err(|_| format!("bad number `{v}'"));
-        match args[i].as_str() {
-            "--dev" => c.ifname = v.clone(),
-            "--flows" => c.flows = num(v)? as u32,
-            "--size" => c.size = num(v)? as usize,
-            "--pps" => c.pps = num(v)?,
-            "--duration" => {
-                c.duration =
-                    Duration::from_secs_f64(v.parse().map_err(|_| format!("bad duration `{v}'"))?)
-            }
-            "--src-mac" => c.src_mac = mac(v)?,
-            "--dst-mac" => c.dst_mac = mac(v)?,
-            "--src" => c.src_ip = v.parse().map_err(|_| format!("bad address `{v}'"))?,
-            "--dst" => c.dst_ip = v.parse().map_err(|_| format!("bad address `{v}'"))?,
-            "--dport" => c.dport = num(v)? as u16,
-            "--mode" => {
-                xsk = match v.as_str() {
-                    "live" => false,
-                    "xsk" => true,
-                    _ => return Err(format!("--mode is live or xsk, not `{v}'")),
-                }
-            }
-            o => return Err(format!("unknown option `{o}'")),
-        }
-        i += 2;
-    }
-    if c.ifname.is_empty() {
-        return Err("--dev IF is required".into());
-    }
-    Ok((c, xsk))
+fn seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("bad duration `{s}'"))
+}
+
+/// How frames are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// `BPF_PROG_TEST_RUN` live frames (the receiving veth end needs an XDP program)
+    Live,
+    /// An AF_XDP socket's TX ring (copy mode, ordinary skbs)
+    Xsk,
+}
+
+/// Sends UDP frames out of an interface and prints `{"sent": N, "seconds": S, "pps": R}`.
+#[derive(Debug, Parser)]
+#[command(name = "pw-gen", version)]
+struct Cli {
+    /// The interface (in the current network namespace)
+    #[arg(long, value_name = "IF")]
+    dev: String,
+    /// Flows: source ports from 10000, then source addresses
+    #[arg(long, default_value_t = GenConfig::default().flows)]
+    flows: u32,
+    /// Frame size in bytes without FCS (at least 42)
+    #[arg(long, value_name = "BYTES", default_value_t = GenConfig::default().size)]
+    size: usize,
+    /// Packets per second (0: as fast as possible)
+    #[arg(long, value_name = "RATE", default_value_t = 0)]
+    pps: u64,
+    /// How long to send
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "2")]
+    duration: Duration,
+    #[arg(long, value_name = "MAC", value_parser = mac)]
+    src_mac: Option<[u8; 6]>,
+    #[arg(long, value_name = "MAC", value_parser = mac)]
+    dst_mac: Option<[u8; 6]>,
+    #[arg(long = "src", value_name = "IP")]
+    src_ip: Option<Ipv4Addr>,
+    #[arg(long = "dst", value_name = "IP")]
+    dst_ip: Option<Ipv4Addr>,
+    #[arg(long, value_name = "PORT")]
+    dport: Option<u16>,
+    #[arg(long, value_enum, default_value_t = Mode::Live)]
+    mode: Mode,
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cfg, xsk) = match parse(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("pw-gen: {e}\nusage: pw-gen --dev IF [--flows N] [--size BYTES] [--pps RATE] [--duration SECS] [--src-mac MAC] [--dst-mac MAC] [--src IP] [--dst IP] [--dport PORT] [--mode live|xsk]");
-            std::process::exit(2);
-        }
+    let cli = Cli::parse();
+    let d = GenConfig::default();
+    let cfg = GenConfig {
+        ifname: cli.dev,
+        flows: cli.flows,
+        size: cli.size,
+        pps: cli.pps,
+        duration: cli.duration,
+        src_mac: cli.src_mac.unwrap_or(d.src_mac),
+        dst_mac: cli.dst_mac.unwrap_or(d.dst_mac),
+        src_ip: cli.src_ip.unwrap_or(d.src_ip),
+        dst_ip: cli.dst_ip.unwrap_or(d.dst_ip),
+        dport: cli.dport.unwrap_or(d.dport),
+        ..d
     };
+    let xsk = cli.mode == Mode::Xsk;
     let stop = AtomicBool::new(false);
     let r = if xsk {
         tools::gen::run_xsk(&cfg, &stop)
