@@ -97,12 +97,27 @@ fn run_iptables(
 ) -> CmdResult<(String, String)> {
     let cmd = parse_command(args, ParseMode::Command)?;
     let store = store?;
+    let mut failed = None;
     let out = store
         .transact(wait_of(cmd.wait), &mut |rs| {
-            let out = execute(&cmd, rs)?;
-            Ok((out.stdout, out.modified))
+            let existed = rs.table(cmd.table).is_some();
+            match execute(&cmd, rs) {
+                Ok(out) => Ok((out.stdout, out.modified)),
+                // iptables opened the table (`iptc_init`) before the command failed: the
+                // kernel registered it, and iptables-save lists it from then on. Nothing else
+                // of the command stays.
+                Err(e) if !existed => {
+                    rs.set_table(classifier::Table::new(cmd.table));
+                    failed = Some(e);
+                    Ok((String::new(), true))
+                }
+                Err(e) => Err(e),
+            }
         })
         .map_err(|e| e.with_notes(&cmd.notes))?;
+    if let Some(e) = failed {
+        return Err(e.with_notes(&cmd.notes));
+    }
     Ok((out, cmd.notes.clone()))
 }
 

@@ -174,7 +174,10 @@ fn execute_into(cmd: &Command, rs: &mut Ruleset, out: &mut Outcome) -> CmdResult
         Op::Delete | Op::Check => {
             let table = rs.ensure_table(cmd.table);
             if table.chain(&chain_name).is_none() {
-                return Err(not_found(&cmd.rules[0]));
+                // ENOENT from TC_DELETE_ENTRY / TC_CHECK_ENTRY (iptc_strerror's own text).
+                return Err(CmdError::iptc(
+                    "Bad rule (does a matching rule exist in that chain?)",
+                ));
             }
             for r in &cmd.rules {
                 if cmd.verbose {

@@ -50,10 +50,30 @@ pub fn parse_port_range(s: &str, proto: Option<&str>) -> CmdResult<PortRange> {
 }
 
 /// The same as the guided option parser reads a port range (`XTTYPE_PORTRC`, udp's and
-/// conntrack's ports): a service name of any protocol (`xtables_getportbyname`), and a
-/// reversed range kept as written (it matches nothing).
+/// conntrack's ports, `xtopt_parse_mport`): a number up to 65535 (any base `strtoul` reads),
+/// else `xtables_getportbyname`: `getaddrinfo`'s numeric service (decimal, truncated to 16
+/// bits: 70000 is 4464) or a service name of any protocol; a reversed range is kept as written
+/// (it matches nothing).
 pub fn parse_port_range_rc(s: &str) -> CmdResult<PortRange> {
-    port_range(s, None)
+    let one = |p: &str| -> CmdResult<u16> {
+        if let Some(v) = parse_uint(p, 0, 65535) {
+            return Ok(v as u16);
+        }
+        if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+            // strtoul saturates; htons keeps the low 16 bits.
+            let v = p.parse::<u64>().unwrap_or(u64::MAX);
+            return Ok(v as u16);
+        }
+        names::service_port(p, None)
+            .ok_or_else(|| CmdError::param(format!("Port \"{p}\" does not resolve to anything.\n")))
+    };
+    match s.split_once(':') {
+        None => Ok(PortRange::single(one(s)?)),
+        Some((a, b)) => Ok(PortRange {
+            lo: if a.is_empty() { 0 } else { one(a)? },
+            hi: if b.is_empty() { 65535 } else { one(b)? },
+        }),
+    }
 }
 
 fn port_range(s: &str, proto: Option<&str>) -> CmdResult<PortRange> {

@@ -30,6 +30,7 @@
 //! Frames are built by a small private builder ([`frame`]); replace it with the
 //! `classifier::wire` emit APIs once they exist.
 
+mod cli;
 pub(crate) mod gen;
 mod nat_clash;
 mod nat_ftp;

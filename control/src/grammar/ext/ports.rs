@@ -302,7 +302,8 @@ fn parse_multiport(
             Some((a, b)) => {
                 let lo = parse_port(a, Some(proto))?;
                 let hi = parse_port(b, Some(proto))?;
-                if lo > hi {
+                // `parse_multi_ports_v1`: a range must grow (`80:80` is refused too).
+                if lo >= hi {
                     return Err(CmdError::param("invalid portrange specified"));
                 }
                 slots += 2;
@@ -322,11 +323,15 @@ fn parse_multiport(
     Ok(())
 }
 
+/// libxt_multiport's `check_proto`.
 fn check_multiport_proto(ctx: &ParseCtx) -> CmdResult<&'static str> {
+    let only = || CmdError::param("multiport only works with TCP, UDP, UDPLITE, SCTP and DCCP");
     match &ctx.proto {
-        Some(p) if !p.invert && matches!(p.value, 6 | 17 | 136 | 132 | 33) => {
+        Some(p) if p.invert => Err(only()),
+        Some(p) if matches!(p.value, 6 | 17 | 136 | 132 | 33) => {
             Ok(names::protocol_name(p.value).unwrap_or("tcp"))
         }
+        Some(p) if p.value != 0 => Err(only()),
         _ => Err(CmdError::param(
             "multiport needs `-p tcp', `-p udp', `-p udplite', `-p sctp' or `-p dccp'",
         )),

@@ -511,12 +511,10 @@ fn try_load_proto(st: &mut State) -> bool {
     if st.proto_used {
         return false;
     }
+    // 1.8.9 loads it for `! -p` too; the kernel then refuses the rule (EINVAL).
     let Some(p) = &st.rule.proto else {
         return false;
     };
-    if p.invert {
-        return false;
-    }
     let Some(name) = crate::names::protocol_name(p.value) else {
         return false;
     };
