@@ -4,7 +4,7 @@
 
 use crate::error::{exit, CmdError, CmdResult, ErrorShape};
 use crate::exec::{commit_check, execute};
-use crate::grammar::{parse_command, ParseMode};
+use crate::grammar::{parse_command_in, ParseMode};
 use classifier::{Counters, Policy, Ruleset, Table, TableKind, MAX_CHAIN_NAME_LEN};
 
 /// `iptables-restore` options.
@@ -152,8 +152,10 @@ pub fn restore(input: &str, opts: &RestoreOptions, rs: &mut Ruleset) -> CmdResul
         }
         if let Some(name) = trimmed.strip_prefix('*') {
             if open.is_some() {
+                // Inside a table the line is a command line: getopt stops at its first word.
+                let word = trimmed.split_whitespace().next().unwrap_or("*");
                 return Err(line_error(
-                    &CmdError::plain(2, format!("Bad argument `{}'", trimmed.trim_end())),
+                    &CmdError::plain(2, format!("Bad argument `{word}'")),
                     n,
                 ));
             }
@@ -170,6 +172,12 @@ pub fn restore(input: &str, opts: &RestoreOptions, rs: &mut Ruleset) -> CmdResul
                     n,
                 )
             })?;
+            // `create_handle` (iptc_init) registers the table in the kernel at this line, so a
+            // table whose lines fail later is still listed by iptables-save, empty.
+            let selected = opts.table.as_deref().is_none_or(|t| t == kind.name());
+            if selected && rs.table(kind).is_none() {
+                rs.set_table(Table::new(kind));
+            }
             let table = if opts.noflush {
                 rs.table(kind).cloned().unwrap_or_else(|| Table::new(kind))
             } else {
@@ -228,13 +236,14 @@ pub fn restore(input: &str, opts: &RestoreOptions, rs: &mut Ruleset) -> CmdResul
         }
         // The raw line keeps its newline: an unterminated quote swallows it, as in iptables.
         let args = split_args(&raw[line.len() - text.len()..]);
-        let cmd = parse_command(
+        let cmd = parse_command_in(
             &args,
             if opts.from_store {
                 ParseMode::Store
             } else {
                 ParseMode::Restore
             },
+            o.kind.name(),
         )
         .map_err(|e| line_error(&e, n))?;
         let mut cmd = cmd;
@@ -323,31 +332,36 @@ fn chain_line(decl: &str, n: usize, opts: &RestoreOptions, table: &mut Table) ->
         return Ok(());
     }
     let chain = table.chain_mut(name).expect("checked above");
-    if policy != "-" {
-        chain.policy = match policy {
-            "ACCEPT" => Policy::Accept,
-            "DROP" => Policy::Drop,
-            _ => {
-                return Err(CmdError::other(format!(
-                    "Can't set policy `{policy}' on `{name}' line {n}: Bad policy name"
-                )))
-            }
-        };
+    // A `-` policy leaves the chain alone, counters too; otherwise the policy is set, with the
+    // line's counters under -c (read first, as iptables-restore does). Without -c libiptc
+    // zeroes them; pollwall keeps them (policy counters stay exact across changes: the
+    // `policy` deviation of tests/it/golden.rs).
+    if policy == "-" {
+        return Ok(());
     }
-    if opts.counters {
-        if let Some(t) = counters_text {
-            let c = parse_bracket_counters(t)
-                .filter(|_| t.starts_with('['))
+    let counters = if opts.counters {
+        Some(
+            counters_text
+                .filter(|t| t.starts_with('['))
+                .and_then(parse_bracket_counters)
                 .ok_or_else(|| {
                     param_at(format!("invalid policy counters for chain '{name}'"), n)
-                })?;
-            chain.policy_counters = c;
-        } else {
-            return Err(param_at(
-                format!("invalid policy counters for chain '{name}'"),
-                n,
-            ));
+                })?,
+        )
+    } else {
+        None
+    };
+    chain.policy = match policy {
+        "ACCEPT" => Policy::Accept,
+        "DROP" => Policy::Drop,
+        _ => {
+            return Err(CmdError::other(format!(
+                "Can't set policy `{policy}' on `{name}' line {n}: Bad policy name"
+            )))
         }
+    };
+    if let Some(c) = counters {
+        chain.policy_counters = c;
     }
     Ok(())
 }

@@ -120,7 +120,10 @@ const DISABLED_UPSTREAM: &[(&str, Option<&str>)] = &[
     // iptables 1.8.9 accepts this and saves `--sport 0`: udp's guided parser falls back to
     // getaddrinfo's numeric service, which keeps 16 bits (tcp refuses the same value). pollwall
     // does what iptables does (the CLI differential compares it live).
-    ("-p udp -m udp --sport 65536", Some("-p udp -m udp --sport 0")),
+    (
+        "-p udp -m udp --sport 65536",
+        Some("-p udp -m udp --sport 0"),
+    ),
     ("-p tcp -m tcp --sport 65536", None),
 ];
 

@@ -11,4 +11,4 @@ pub mod parse;
 pub mod save;
 pub mod values;
 
-pub use parse::{parse_command, Command, Op, ParseMode};
+pub use parse::{parse_command, parse_command_in, Command, Op, ParseMode};

@@ -13,7 +13,13 @@
 //! prints names (a documented deviation, see `tools/oracle/record.py`), and `-L` without `-n`
 //! does reverse lookups.
 //!
-//! A fresh seed each run (printed; `CLI_DIFF_SEED` repeats it), and [`REGRESSION_SEEDS`].
+//! `iptables-restore` gets the same treatment: 300 random restore files per run (with
+//! `--noflush`, `-c`, `[p:b]` rule counters, policies with counters and bad ones, user chains,
+//! rules from the same generator, broken lines and missing COMMITs, `* table` lines), after a
+//! `-N u1`; exit code, output and the final `iptables-save -c` compared.
+//!
+//! Fresh seeds each run (printed; `CLI_DIFF_SEED` and `RESTORE_DIFF_SEED` repeat them), and
+//! [`REGRESSION_SEEDS`] and [`RESTORE_REGRESSION_SEEDS`].
 
 use super::gen::Rng;
 use crate::netns::require_root_and;
@@ -313,6 +319,88 @@ fn command(r: &mut Rng) -> Vec<String> {
         .collect()
 }
 
+/// A random `iptables-restore` file: tables with chain lines (policies, counters, user
+/// chains, bad ones), rules with and without `[p:b]` counters, and now and then a broken line,
+/// a missing COMMIT or a table line with blanks.
+fn restore_file(r: &mut Rng) -> String {
+    let mut t = String::new();
+    let mut used: Vec<&str> = Vec::new();
+    for _ in 0..r.range(1, 3) {
+        let table = *r.pick(&[
+            "filter", "filter", "nat", "mangle", "raw", " mangle", "bogus",
+        ]);
+        // Not the same table twice: the second block's policy counters under -n -c follow
+        // libiptc's counter maps, which pollwall does not model (left for later).
+        if used.contains(&table.trim()) {
+            continue;
+        }
+        used.push(table.trim());
+        t.push_str(&format!("*{table}\n"));
+        let builtin: &[&str] = match table.trim() {
+            "nat" => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+            "mangle" => &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
+            "raw" => &["PREROUTING", "OUTPUT"],
+            _ => &["INPUT", "FORWARD", "OUTPUT"],
+        };
+        for c in builtin {
+            if r.pct(70) {
+                let pol = *r.pick(&["ACCEPT", "ACCEPT", "DROP", "-", "bogus"]);
+                t.push_str(&format!(
+                    ":{c} {pol} [{}:{}]\n",
+                    r.below(100),
+                    r.below(10000)
+                ));
+            }
+        }
+        for u in ["u1", "u2"] {
+            if r.pct(50) {
+                t.push_str(&format!(":{u} - [0:0]\n"));
+            }
+        }
+        let chains: Vec<&str> = builtin
+            .iter()
+            .copied()
+            .chain(["u1", "u2", "nochain"])
+            .collect();
+        for _ in 0..r.range(0, 5) {
+            if r.pct(25) {
+                t.push_str(&format!("[{}:{}] ", r.below(50), r.below(5000)));
+            }
+            let spec = rule_spec(r)
+                .into_iter()
+                .map(|w| {
+                    if w.contains(' ') || w.is_empty() {
+                        format!("\"{w}\"")
+                    } else {
+                        w
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            t.push_str(&format!("-A {} {spec}\n", r.pick(&chains)));
+        }
+        match r.below(20) {
+            0 => t.push_str("garbage line\n"),
+            1 => t.push_str("-X u1\n"),
+            2 => {}
+            _ => t.push_str("COMMIT\n"),
+        }
+    }
+    t
+}
+
+/// A restore run: its options and its file.
+fn restore_case(seed: u64) -> (Vec<String>, String) {
+    let mut r = Rng::new(seed);
+    let opts = match r.below(5) {
+        0 => vec!["--noflush".to_string()],
+        1 => vec!["-c".into()],
+        2 => vec!["-n".into(), "-c".into()],
+        _ => Vec::new(),
+    };
+    (opts, restore_file(&mut r))
+}
+
 /// A sequence's commands.
 fn sequence(seed: u64) -> Vec<Vec<String>> {
     let mut r = Rng::new(seed);
@@ -453,6 +541,135 @@ fn kernel_differential_cli() {
     assert!(
         failures.is_empty(),
         "{} sequences differ (seed {fresh}); the first:\n{}",
+        failures.len(),
+        shown.join("\n")
+    );
+}
+
+/// The first difference of restore case `seed` (a setup command, then the restore), if any.
+fn restore_differs(seed: u64, dir: &std::path::Path) -> Option<String> {
+    let (opts, file) = restore_case(seed);
+    let setup = vec!["-N".to_string(), "u1".to_string()];
+    let (k_opts, k_file, k_setup) = (opts.clone(), file.clone(), setup.clone());
+    let (kseen, ksave) = std::thread::spawn(move || {
+        // SAFETY: unshare on the calling thread only; it leaves with the namespace.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare(CLONE_NEWNET)");
+        let _ = Command::new("iptables-legacy").args(&k_setup).output();
+        let mut child = Command::new("iptables-legacy-restore")
+            .args(&k_opts)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("iptables-legacy-restore");
+        use std::io::Write;
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(k_file.as_bytes());
+        let out = child.wait_with_output().expect("restore");
+        let save = Command::new("iptables-legacy-save")
+            .arg("-c")
+            .output()
+            .expect("iptables-legacy-save");
+        (
+            Seen {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).replace("(legacy)", "(pollwall)"),
+            },
+            without_comments(&String::from_utf8_lossy(&save.stdout)),
+        )
+    })
+    .join()
+    .expect("kernel side");
+    let path = dir.join(format!("restore-{seed}"));
+    let store = RulesFile::new(&path);
+    let st = Ok(&store as &dyn RulesetStore);
+    let _ = run("iptables", &setup, &mut std::io::empty(), st);
+    let o = run(
+        "iptables-restore",
+        &opts,
+        &mut file.as_bytes(),
+        Ok(&store as &dyn RulesetStore),
+    );
+    let pseen = Seen {
+        code: o.code,
+        stdout: o.stdout,
+        stderr: o.stderr,
+    };
+    let save = run(
+        "iptables-save",
+        &["-c".to_string()],
+        &mut std::io::empty(),
+        Ok(&store as &dyn RulesetStore),
+    );
+    let psave = without_comments(&save.stdout);
+    let _ = std::fs::remove_file(&path);
+    if kseen != pseen || ksave != psave {
+        return Some(format!(
+            "restore seed {seed}: iptables-restore {} differs\n  kernel:   {kseen:?}\n  pollwall: {pseen:?}\n--- kernel save\n{ksave}--- pollwall save\n{psave}--- file\n{file}",
+            opts.join(" ")
+        ));
+    }
+    None
+}
+
+/// Restore cases that once failed: a table opened by a failing restore stays listed; a `-`
+/// policy leaves a built-in chain's counters alone; nat's DROP refusal in a restore line; a
+/// `* table` line inside an open table (the run of seed 1796598610506992508 found the first
+/// three, 160 of 300 files differing).
+const RESTORE_REGRESSION_SEEDS: &[u64] = &[
+    9613626868045860270,
+    13804549469226035226,
+    10301028107481702691,
+    4453914397457674395,
+    17296995174596627121,
+];
+const RESTORES: usize = 300;
+
+#[test]
+fn kernel_differential_restore() {
+    if let Err(reason) = require_root_and(&[
+        "iptables-legacy",
+        "iptables-legacy-save",
+        "iptables-legacy-restore",
+    ]) {
+        eprintln!("SKIPPED: {reason}");
+        return;
+    }
+    let fresh = std::env::var("RESTORE_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(super::stateful::now_ns);
+    eprintln!("restore differential: seed {fresh} (RESTORE_DIFF_SEED={fresh} repeats it)");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = std::time::Instant::now();
+    let mut failures: Vec<String> = RESTORE_REGRESSION_SEEDS
+        .iter()
+        .filter_map(|&s| restore_differs(s, dir.path()))
+        .collect();
+    let mut r = Rng::new(fresh);
+    for _ in 0..RESTORES {
+        if let Some(f) = restore_differs(r.next(), dir.path()) {
+            failures.push(f);
+        }
+    }
+    eprintln!(
+        "restore differential: {} files in {:.1?}, {} differ",
+        RESTORES + RESTORE_REGRESSION_SEEDS.len(),
+        started.elapsed(),
+        failures.len()
+    );
+    if let Ok(p) = std::env::var("CLI_DIFF_DUMP") {
+        let _ = std::fs::write(p, failures.join("\n=====\n"));
+    }
+    let shown: Vec<String> = failures.iter().take(3).cloned().collect();
+    assert!(
+        failures.is_empty(),
+        "{} restore files differ (seed {fresh}); the first:\n{}",
         failures.len(),
         shown.join("\n")
     );

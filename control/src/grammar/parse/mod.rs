@@ -370,6 +370,12 @@ fn arg_kind(o: &OptSpec) -> HasArg {
 
 /// Parses one command line (`args` excludes the program name).
 pub fn parse_command(args: &[String], mode: ParseMode) -> CmdResult<Command> {
+    parse_command_in(args, mode, "filter")
+}
+
+/// [`parse_command`] of a line of table `table` (iptables-restore runs each rule line with
+/// `-t TABLE` in front, so the table's own checks, nat's DROP refusal among them, apply).
+pub fn parse_command_in(args: &[String], mode: ParseMode, table: &str) -> CmdResult<Command> {
     let mut st = State {
         args,
         pos: 0,
@@ -381,7 +387,7 @@ pub fn parse_command(args: &[String], mode: ParseMode) -> CmdResult<Command> {
         rulenum: None,
         newname: None,
         policy: None,
-        table_name: "filter".to_string(),
+        table_name: table.to_string(),
         table_set: false,
         rule: Rule::default(),
         src: None,
