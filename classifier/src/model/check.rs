@@ -68,7 +68,7 @@ fn visit(
     }
     masks[idx] = masks[idx].union(hook.bit());
     on_stack[idx] = true;
-    for rule in &table.chains[idx].rules {
+    for rule in walked(&table.chains[idx].rules) {
         if let Some(target) = rule.target.chain_ref() {
             let next = table
                 .chain_index(target)
@@ -80,6 +80,15 @@ fn visit(
     }
     on_stack[idx] = false;
     Ok(())
+}
+
+/// The rules of a chain that `mark_source_chains` walks: up to and including the first
+/// unconditional absolute verdict (what follows it is reached from no hook).
+fn walked(rules: &[Rule]) -> &[Rule] {
+    match rules.iter().position(Rule::ends_walk) {
+        Some(i) => &rules[..=i],
+        None => rules,
+    }
 }
 
 /// Checks a whole table as the kernel does on replace.
@@ -95,7 +104,10 @@ pub fn check_table(table: &Table) -> Result<(), CheckError> {
     }
     let masks = reachable_hooks(table)?;
     for (chain, &mask) in table.chains.iter().zip(&masks) {
-        for rule in &chain.rules {
+        let reached = walked(&chain.rules).len();
+        for (i, rule) in chain.rules.iter().enumerate() {
+            // Past the walk's end no hook reaches a rule: the kernel checks it against none.
+            let mask = if i < reached { mask } else { HookMask::NONE };
             check_rule(table.kind, mask, rule)?;
         }
     }

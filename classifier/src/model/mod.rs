@@ -275,6 +275,35 @@ impl Rule {
             && self.target == other.target
     }
 
+    /// ip_tables' `unconditional()`: no matches and an all-zero `ipt_ip` (no address, interface,
+    /// protocol, fragment or inversion).
+    pub fn is_unconditional(&self) -> bool {
+        let any = |n: &Option<Inv<Ipv4Net>>| {
+            n.as_ref()
+                .is_none_or(|n| !n.invert && n.value == Ipv4Net::ANY)
+        };
+        self.matches.is_empty()
+            && any(&self.src)
+            && any(&self.dst)
+            && self.in_iface.is_none()
+            && self.out_iface.is_none()
+            && self
+                .proto
+                .as_ref()
+                .is_none_or(|p| !p.invert && p.value == 0)
+            && self.frag.is_none()
+    }
+
+    /// Where `mark_source_chains` stops walking a chain: an unconditional rule with an
+    /// absolute verdict (ACCEPT, DROP, QUEUE, RETURN).
+    pub fn ends_walk(&self) -> bool {
+        self.is_unconditional()
+            && matches!(
+                self.target,
+                Target::Accept | Target::Drop | Target::Queue | Target::Return
+            )
+    }
+
     /// The protocol number the rule requires (0 when any or inverted).
     pub fn required_proto(&self) -> u8 {
         match &self.proto {

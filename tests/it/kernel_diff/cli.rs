@@ -9,7 +9,9 @@
 //! ones), interfaces with `+`, `!` before options, conntrack/state lists (prefixes, NONE, bad
 //! names), multiport, icmp types, comment, and the targets ACCEPT/DROP/RETURN/LOG/REJECT/MARK
 //! and jumps (to user chains, built-ins and missing ones); and bad values, indexes out of range
-//! and wrong chains. `-L` stays out: `-L -n` prints protocol numbers in 1.8.9 where pollwall
+//! and wrong chains. A second random stream adds long option spellings, `-f`, tcp flags,
+//! limit, mark, mac, iprange, owner and the table- or hook-restricted targets CONNMARK, CT,
+//! SNAT, REJECT --reject-with and NFQUEUE. `-L` stays out: `-L -n` prints protocol numbers in 1.8.9 where pollwall
 //! prints names (a documented deviation, see `tools/oracle/record.py`), and `-L` without `-n`
 //! does reverse lookups.
 //!
@@ -40,6 +42,12 @@ const REGRESSION_SEEDS: &[u64] = &[
     6295464979217753930,
     5312730363528720828,
     3587092672165266799,
+    // iprange's reversed-range warning; a rule after an unconditional verdict is checked
+    // against no hook (`mark_source_chains` stops there), so `-m owner` passes in FORWARD.
+    16738215916979890733,
+    15029016822018455495,
+    4119297224473663685,
+    12722103876770465995,
 ];
 const SEQUENCES: usize = 2000;
 
@@ -233,6 +241,89 @@ fn rule_spec(r: &mut Rng) -> Vec<String> {
     a
 }
 
+/// What a rule gets from the second stream (so older seeds keep their base commands): long
+/// option spellings, fragments, tcp flags, limit, mark, mac, iprange, owner, and the targets
+/// with table or hook restrictions.
+fn extras(x: &mut Rng, words: &mut Vec<String>) {
+    let long = |w: &str| -> &'static [&'static str] {
+        match w {
+            "-s" => &["--source", "--src"],
+            "-d" => &["--destination", "--dst"],
+            "-p" => &["--protocol", "--proto"],
+            "-j" => &["--jump"],
+            "-i" => &["--in-interface"],
+            "-o" => &["--out-interface"],
+            _ => &[],
+        }
+    };
+    for w in words.iter_mut() {
+        let alts = long(w);
+        if !alts.is_empty() && x.pct(25) {
+            *w = x.pick(alts).to_string();
+        }
+    }
+    let tcp = words.windows(2).any(|p| {
+        matches!(p[0].as_str(), "-p" | "--protocol" | "--proto")
+            && matches!(p[1].to_ascii_lowercase().as_str(), "tcp" | "6")
+    });
+    let mut add: Vec<String> = Vec::new();
+    let mut push = |v: &[&str]| add.extend(v.iter().map(|s| s.to_string()));
+    if x.pct(5) {
+        push(if x.pct(50) { &["-f"] } else { &["!", "-f"] });
+    }
+    if tcp && x.pct(25) {
+        match x.below(4) {
+            0 => push(&["--syn"]),
+            1 => push(&["!", "--syn"]),
+            2 => push(&["--tcp-flags", "SYN,ACK", "SYN"]),
+            _ => push(&["--tcp-flags", "ALL", "NONE"]),
+        }
+    }
+    match x.below(16) {
+        0 => push(&[
+            "-m",
+            "limit",
+            "--limit",
+            *x.pick(&["5/min", "3/s", "0/sec", "10/hour"]),
+            "--limit-burst",
+            "3",
+        ]),
+        1 => push(&["-m", "mark", "--mark", *x.pick(&["0x1/0xff", "7", "bad"])]),
+        2 => push(&[
+            "-m",
+            "mac",
+            "--mac-source",
+            *x.pick(&["00:11:22:33:44:55", "00:11:22"]),
+        ]),
+        3 => push(&[
+            "-m",
+            "iprange",
+            "--src-range",
+            *x.pick(&["1.2.3.4-1.2.3.9", "1.2.3.9-1.2.3.4", "1.2.3.4"]),
+        ]),
+        4 => push(&["-m", "owner", "--uid-owner", "0"]),
+        _ => {}
+    }
+    let has_target = words
+        .iter()
+        .any(|w| matches!(w.as_str(), "-j" | "--jump" | "-g"));
+    if !has_target && x.pct(30) {
+        match x.below(5) {
+            0 => push(&["-j", "CONNMARK", "--set-mark", "1"]),
+            1 => push(&["-j", "CT", "--notrack"]),
+            2 => push(&["-j", "SNAT", "--to-source", "1.2.3.4"]),
+            3 => push(&[
+                "-j",
+                "REJECT",
+                "--reject-with",
+                *x.pick(&["tcp-reset", "icmp-host-prohibited", "bogus"]),
+            ]),
+            _ => push(&["-j", "NFQUEUE", "--queue-num", "3"]),
+        }
+    }
+    words.extend(add);
+}
+
 /// One random command line (after the program name).
 fn command(r: &mut Rng) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
@@ -404,7 +495,19 @@ fn restore_case(seed: u64) -> (Vec<String>, String) {
 /// A sequence's commands.
 fn sequence(seed: u64) -> Vec<Vec<String>> {
     let mut r = Rng::new(seed);
-    (0..r.range(3, 9)).map(|_| command(&mut r)).collect()
+    let mut x = Rng::new(seed ^ 0x2545_f491_4f6c_dd1d);
+    (0..r.range(3, 9))
+        .map(|_| {
+            let mut c = command(&mut r);
+            let rule_cmd = c
+                .iter()
+                .any(|w| matches!(w.as_str(), "-A" | "-I" | "-R" | "-D" | "-C"));
+            if rule_cmd {
+                extras(&mut x, &mut c);
+            }
+            c
+        })
+        .collect()
 }
 
 /// What one command printed.

@@ -405,6 +405,24 @@ pub fn parse_command_in(args: &[String], mode: ParseMode, table: &str) -> CmdRes
         wait_interval: false,
         notes: String::new(),
     };
+    // What a parser printed on the way (iprange's reversed-range warning) shows before an
+    // error too, as iptables' fprintf did.
+    if let Err(e) = options(&mut st) {
+        return Err(e.with_notes(&st.notes));
+    }
+    let notes = st.notes.clone();
+    finish(st).map_err(|e| {
+        if e.notes.is_empty() {
+            e.with_notes(&notes)
+        } else {
+            e
+        }
+    })
+}
+
+/// The option loop of a command line.
+fn options(st: &mut State) -> CmdResult<()> {
+    let args = st.args;
     while st.pos < args.len() {
         let tok = args[st.pos].clone();
         st.pos += 1;
@@ -429,7 +447,7 @@ pub fn parse_command_in(args: &[String], mode: ParseMode, table: &str) -> CmdRes
             };
             let resolved = match st.resolve_long(name) {
                 Some(r) => Some(r),
-                None if try_load_proto(&mut st) => st.resolve_long(name),
+                None if try_load_proto(st) => st.resolve_long(name),
                 None => None,
             };
             let Some((has_arg, owner)) = resolved else {
@@ -458,7 +476,7 @@ pub fn parse_command_in(args: &[String], mode: ParseMode, table: &str) -> CmdRes
                 },
                 HasArg::Optional => inline,
             };
-            dispatch(&mut st, owner, arg, &tok)?;
+            dispatch(st, owner, arg, &tok)?;
             continue;
         }
         if tok.len() > 1 && tok.starts_with('-') {
@@ -491,7 +509,7 @@ pub fn parse_command_in(args: &[String], mode: ParseMode, table: &str) -> CmdRes
                         (!rest.is_empty()).then_some(rest)
                     }
                 };
-                dispatch(&mut st, Owner::Base(c), arg, &tok)?;
+                dispatch(st, Owner::Base(c), arg, &tok)?;
             }
             continue;
         }
@@ -500,7 +518,7 @@ pub fn parse_command_in(args: &[String], mode: ParseMode, table: &str) -> CmdRes
     if st.invert {
         return Err(CmdError::param("nothing appropriate following !"));
     }
-    finish(st)
+    Ok(())
 }
 
 fn bad_argument(tok: &str) -> CmdError {
@@ -561,6 +579,20 @@ fn dispatch(st: &mut State, owner: Owner, arg: Option<String>, tok: &str) -> Cmd
             let lm = &mut st.matches[i];
             (lm.ext.parse)(&mut lm.m, &mut lm.seen, spec, &arg, invert, &ctx)?;
             lm.seen |= 1 << spec.id;
+            if let classifier::Match::Iprange(r) = &lm.m {
+                let range = if spec.name == "src-range" {
+                    &r.src
+                } else {
+                    &r.dst
+                };
+                if let Some((lo, hi)) = range.as_ref().map(|x| x.value) {
+                    if u32::from(lo) > u32::from(hi) {
+                        st.notes.push_str(&format!(
+                            "xt_iprange: range {lo}-{hi} is reversed and will never match\n"
+                        ));
+                    }
+                }
+            }
             st.invert = false;
             return Ok(());
         }
